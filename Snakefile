@@ -1,0 +1,23 @@
+# Juicebox: the data-model co-development loop as one Snakemake workflow.
+# This file is the table of contents; the stages live in rules/, their code in scripts/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/demo_data.smk"
+include: "rules/pool.smk"
+include: "rules/probe.smk"
+include: "rules/refine.smk"
+include: "rules/process.smk"
+include: "rules/ledger.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        data_outputs(),

@@ -1,0 +1,25 @@
+LEDGER_STAGES = {
+    "pool": "results/{exp}/pool/ledger_stage.json",
+    "process": "results/{exp}/processed/ledger_stage.json",
+}
+
+
+rule ledger:
+    input:
+        list(LEDGER_STAGES.values()),
+    output:
+        "results/{exp}/ledger.json",
+    log:
+        "results/{exp}/logs/ledger.log",
+    benchmark:
+        "results/{exp}/benchmarks/ledger.tsv"
+    conda:
+        "../envs/io.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        stages=list(LEDGER_STAGES),
+    script:
+        "../scripts/write_ledger.py"

@@ -1,0 +1,135 @@
+"""The one place Juicebox reads and writes files: JSONL, JSON, YAML, atomically.
+
+Every output is written to a temporary file in the destination folder and renamed over the
+target, so a killed job never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import yaml
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+    """Open a temporary file for writing that replaces ``path`` when the block succeeds."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def dumps(obj: Any) -> str:
+    """Serialise one record the same way everywhere (stable key order, UTF-8 kept)."""
+    return json.dumps(obj, ensure_ascii=False, sort_keys=False)
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    """Write records as JSON Lines atomically; return how many were written."""
+    count = 0
+    with atomic_open(path) as handle:
+        for record in records:
+            handle.write(dumps(record) + "\n")
+            count += 1
+    return count
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Read a JSON Lines file written by Juicebox; a bad line raises naming file and line."""
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
+    return records
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write one JSON document atomically, indented for people to read."""
+    with atomic_open(path) as handle:
+        json.dump(obj, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read one JSON document."""
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Read one YAML document; a syntax error names the file."""
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return yaml.safe_load(handle)
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML: {err}") from err
+
+
+def write_yaml(path: str | os.PathLike, obj: Any) -> None:
+    """Write one YAML document atomically, keys in the order given."""
+    with atomic_open(path) as handle:
+        yaml.safe_dump(obj, handle, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
+    """Send this script's logging and stderr to the rule's log file (or stderr if none)."""
+    logger = logging.getLogger("juicebox")
+    logger.handlers.clear()
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        stream = open(log_path, "w", encoding="utf-8", buffering=1)
+        sys.stderr = stream
+    else:
+        stream = sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    return logger
+
+
+class Progress:
+    """Log 'done/total' every ``every`` items so long loops show progress in the rule's log."""
+
+    def __init__(self, logger: logging.Logger, label: str, total: int, every: int | None = None):
+        self.logger, self.label, self.total = logger, label, total
+        self.every = every or max(1, total // 10)
+        self.done = 0
+
+    def step(self, n: int = 1) -> None:
+        """Count ``n`` finished items and log when a reporting boundary is crossed."""
+        before = self.done // self.every
+        self.done += n
+        if self.done // self.every != before or self.done == self.total:
+            self.logger.info("%s: %d/%d", self.label, self.done, self.total)

@@ -1,0 +1,58 @@
+"""Figures: histograms of probe stats with the recipe's and the refined recipe's thresholds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+from .io import atomic_path
+from .ksigma import KSigmaSettings
+
+
+def thresholds(recipe: dict, settings: KSigmaSettings, signature_of: Callable) -> dict[str, list[tuple]]:
+    """Per stat, the bounds a recipe puts on it: ``[(op, arg, side, value)]`` (op defaults included)."""
+    out: dict[str, list[tuple]] = {}
+    for entry in recipe.get("process") or []:
+        (op, args), = entry.items()
+        args = args if isinstance(args, dict) else {}
+        mapping = settings.bounds_of(op, args)
+        if not mapping:
+            continue
+        signature = signature_of(op)
+        for arg, (stat, side) in mapping.items():
+            value = args.get(arg, signature.get(arg, (None, None))[0])
+            if isinstance(value, (int, float)) and math.isfinite(value) and abs(value) < 1e15:
+                out.setdefault(stat, []).append((op, arg, side, value))
+    return out
+
+
+def plot_histograms(columns: dict[str, list[list[float]]], current: dict, refined: dict, outdir: str) -> list[str]:
+    """One PNG per stat: the distribution, current bounds dashed, refined bounds solid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    Path(outdir).mkdir(parents=True, exist_ok=True)
+    written = []
+    for stat, records in sorted(columns.items()):
+        values = [v for rec in records for v in rec]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.hist(values, bins=50, color="#8aa6c1")
+        for (op, arg, side, value) in current.get(stat, []):
+            ax.axvline(value, color="#555555", linestyle="--", label=f"recipe {arg}={value:g}")
+        for (op, arg, side, value) in refined.get(stat, []):
+            ax.axvline(value, color="#c0392b", linestyle="-", label=f"refined {arg}={value:g}")
+        ax.set_title(f"{stat} (n={len(values)})")
+        ax.set_xlabel(stat)
+        ax.set_ylabel("records")
+        if current.get(stat) or refined.get(stat):
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        target = Path(outdir) / f"{stat}.png"
+        with atomic_path(target, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+        plt.close(fig)
+        written.append(str(target))
+    return written
