@@ -9,6 +9,7 @@ then checked again, with the schema's defaults filled in.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -101,6 +102,8 @@ def resolve(config: dict, schema_path: str) -> dict:
     Each resolved experiment is ``defaults`` + its overrides + the schema's defaults.
     """
     schema = read_yaml(schema_path)
+    config = {**config, "experiments": {name: override or {} for name, override in
+                                        (config.get("experiments") or {}).items()}}
     validate(config, schema)
     resolved = _fill_defaults(copy.deepcopy(config), schema, schema)
     experiment_schema = {**schema["$defs"]["experiment"], "$defs": schema["$defs"]}
@@ -109,7 +112,7 @@ def resolve(config: dict, schema_path: str) -> dict:
         if not EXPERIMENT_NAME.match(name):
             raise ConfigError(f"experiments.{name}: an experiment name may hold letters, digits, '-' and '_' "
                               "and starts with a letter or digit (it becomes a folder name)")
-        merged = deep_merge(config.get("defaults") or {}, override or {})
+        merged = deep_merge(config.get("defaults") or {}, override)
         validate(merged, experiment_schema, prefix=("experiments", name))
         merged = _fill_defaults(merged, experiment_schema, experiment_schema)
         for key in ("sources", "recipe"):
@@ -123,4 +126,6 @@ def resolve(config: dict, schema_path: str) -> dict:
     if not experiments:
         raise ConfigError("experiments: define at least one experiment")
     resolved["experiments"] = experiments
-    return resolved
+    # Key order carries no meaning: sort it, so that rewriting the config file in another order
+    # does not look like changed rule params to Snakemake (which would rerun everything).
+    return json.loads(json.dumps(resolved, sort_keys=True))

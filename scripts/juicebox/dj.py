@@ -15,9 +15,11 @@ after processing, so arbitrary ``meta`` never reaches Arrow's schema inference.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -95,9 +97,21 @@ def load_config(recipe_path: str, dataset_path: str, work_dir: str, np: int):
     return cfg
 
 
-def _scratch(parent: str) -> tempfile.TemporaryDirectory:
+@contextlib.contextmanager
+def _scratch(parent: str):
+    """A temporary Data-Juicer work dir, removed afterwards together with the log files that
+    Data-Juicer's loguru setup writes there (their sinks are closed first; loguru would otherwise
+    try to compress the deleted files at exit). Data-Juicer's messages keep going to stderr,
+    which is the rule's log."""
+    from loguru import logger
+
     Path(parent).mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix=".dj-", dir=parent)
+    with tempfile.TemporaryDirectory(prefix=".dj-", dir=parent) as work:
+        try:
+            yield work
+        finally:
+            logger.remove()
+            logger.add(sys.stderr, level="INFO")
 
 
 def analyze(records: list[dict], recipe_path: str, scratch_parent: str, np: int) -> list[dict]:

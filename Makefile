@@ -1,0 +1,35 @@
+# The two commands that set up a fresh machine:
+#   make demo   create .venv with pinned packages, run the workflow on the embedded default
+#   make test   create .venv with pinned packages, run the tests
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+.PHONY: venv demo test lint dag clean
+
+$(STAMP): requirements.txt constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Juicebox needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==26.3
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
+
+test: venv
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check .
+
+dag: venv
+	$(BIN)/snakemake --rulegraph | dot -Tsvg > rulegraph.svg
+
+clean:
+	rm -rf results .snakemake

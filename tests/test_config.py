@@ -1,0 +1,68 @@
+"""Config validation names the key; experiments inherit the defaults."""
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_snakemake
+from juicebox.config import ConfigError, resolve
+
+SCHEMA = str(ROOT / "config" / "config.schema.yaml")
+
+
+def base():
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_embedded_default_resolves_with_schema_defaults():
+    cfg = resolve(base(), SCHEMA)
+    raw, ks = cfg["experiments"]["raw"], cfg["experiments"]["ksigma"]
+    assert raw["sources"] == ks["sources"] and len(raw["sources"]) == 4
+    assert raw["ksigma"] == {"enabled": False, "k": 3, "mode": "sigma", "allow_loosen": False, "per_op": {},
+                             "stat_map": {}, "stat_ranges": {}}
+    assert ks["ksigma"]["enabled"] is True and ks["ksigma"]["k"] == 2 and ks["ksigma"]["mode"] == "sigma"
+    assert raw["pool"] == {"steps": []} and cfg["demo_data"]["n_math"] == 480
+
+
+def test_wrong_type_names_the_key():
+    cfg = base()
+    cfg["experiments"]["ksigma"]["ksigma"]["k"] = "two"
+    with pytest.raises(ConfigError, match=r"experiments\.ksigma\.ksigma\.k: expected number, found 'two'"):
+        resolve(cfg, SCHEMA)
+
+
+def test_unknown_key_names_the_key_and_the_allowed_ones():
+    cfg = base()
+    cfg["defaults"]["ksigma"]["kk"] = 3
+    with pytest.raises(ConfigError, match=r"defaults\.ksigma: unknown key\(s\) \['kk'\]; allowed keys: \['allow_loosen'"):
+        resolve(cfg, SCHEMA)
+
+
+def test_experiment_sets_its_own_sources():
+    cfg = base()
+    cfg["experiments"]["math_only"] = {"sources": copy.deepcopy(cfg["defaults"]["sources"][:1])}
+    resolved = resolve(cfg, SCHEMA)["experiments"]["math_only"]
+    assert [s["name"] for s in resolved["sources"]] == ["math"]
+    assert resolved["recipe"] == cfg["defaults"]["recipe"]
+
+
+def test_bad_pool_step_and_bad_experiment_name():
+    cfg = base()
+    cfg["experiments"]["raw"] = {"pool": {"steps": [{"op": "downsample"}]}}
+    with pytest.raises(ConfigError, match=r"experiments\.raw\.pool\.steps\.0"):
+        resolve(cfg, SCHEMA)
+    cfg = base()
+    cfg["experiments"]["bad/name"] = {}
+    with pytest.raises(ConfigError, match="experiment name"):
+        resolve(cfg, SCHEMA)
+
+
+def test_snakemake_refuses_a_bad_config_before_any_job(workdir):
+    cfg = base()
+    cfg["seed"] = "forty-two"
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(workdir, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert "seed: expected integer, found 'forty-two'" in proc.stdout + proc.stderr
+    assert not (workdir / "results").exists()

@@ -1,0 +1,108 @@
+"""The data half of the demo through Snakemake, on the CI-sized config: the contract files."""
+
+import json
+import math
+import re
+import statistics
+
+import pytest
+import yaml
+
+from conftest import run_snakemake
+from juicebox.ledger import check
+
+CONFIG = ".test/config_ci/config.yaml"
+EXPERIMENTS = ("raw", "ksigma")
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    import shutil
+
+    from conftest import ROOT
+
+    work = tmp_path_factory.mktemp("demo")
+    shutil.copytree(ROOT / "config", work / "config")
+    shutil.copytree(ROOT / ".test", work / ".test")
+    run_snakemake(work, "--configfile", CONFIG, "--cores", "2")
+    return work
+
+
+def lines(path):
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
+def job_counts(output):
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    table = output.split("Job stats:", 1)[1] if "Job stats:" in output else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_contract_files_and_ledger(demo, exp):
+    res = demo / "results" / exp
+    for rel in ("pool/pool.jsonl", "pool/rejected.jsonl", "probe/stats.jsonl", "probe/summary.json",
+                "recipe/refined.yaml", "recipe/changes.json", "processed/data.jsonl", "ledger.json"):
+        assert (res / rel).is_file(), rel
+    ledger = json.loads((res / "ledger.json").read_text())
+    check(ledger)
+    pool, rejected, processed = lines(res / "pool/pool.jsonl"), lines(res / "pool/rejected.jsonl"), \
+        lines(res / "processed/data.jsonl")
+    stages = ledger["stages"]
+    assert list(stages) == ["pool", "process"]
+    assert stages["pool"]["kept"] == len(pool) and stages["pool"]["rejected"] == len(rejected) > 0
+    assert stages["process"]["in"] == len(pool) and stages["process"]["kept"] == len(processed)
+    assert {r["id"] for r in processed} <= {r["id"] for r in pool}
+    # The broken records of the demo are quarantined with file, line/row, reason and raw text.
+    reasons = " | ".join(r["reason"] for r in rejected)
+    for expected in ("unparseable JSON", "missing required field 'prompt'", "wrong type for 'answer'",
+                     "empty prompt", "duplicate id", "image not found", "not an image", "malformed CSV row"):
+        assert expected in reasons
+    assert all({"source", "reason", "raw"} <= set(r) and ("line" in r or "row" in r) for r in rejected)
+    assert len(list((res / "probe/histograms").glob("*.png"))) == len(json.loads((res / "probe/summary.json").read_text()))
+
+
+def test_refined_thresholds_are_mean_plus_minus_k_std_from_stats(demo):
+    res = demo / "results" / "ksigma"
+    stats = lines(res / "probe/stats.jsonl")
+    recipe = yaml.safe_load((demo / "config/recipes/demo_text.yaml").read_text())
+    refined = yaml.safe_load((res / "recipe/refined.yaml").read_text())
+    changes = json.loads((res / "recipe/changes.json").read_text())
+    assert changes, "the ksigma experiment refined nothing"
+    ratio_stats = {"alnum_ratio", "special_char_ratio", "char_rep_ratio", "word_rep_ratio"}
+    for c in changes:
+        values = [s["stats"][c["stat"]] for s in stats]
+        mean, std = statistics.fmean(values), statistics.stdev(values)
+        side = "lower" if c["arg"].startswith("min") else "upper"
+        expected = mean - 2 * std if side == "lower" else mean + 2 * std
+        assert c["k"] == 2 and c["computed"] == pytest.approx(expected)
+        lo, hi = (0.0, 1.0) if c["stat"] in ratio_stats else (0.0, None)
+        clamped = max(expected, lo) if hi is None else min(max(expected, lo), hi)
+        if isinstance(c["after"], int) and c["stat"] not in ratio_stats:
+            clamped = math.ceil(clamped) if side == "lower" else math.floor(clamped)
+        user = (recipe["process"][c["op_index"]][c["op"]] or {}).get(c["arg"])
+        if user is not None:  # a written bound is never loosened
+            clamped = max(clamped, user) if side == "lower" else min(clamped, user)
+        assert c["after"] == pytest.approx(clamped), c
+        assert refined["process"][c["op_index"]][c["op"]][c["arg"]] == c["after"]
+        dropped = sum((v < c["after"]) if side == "lower" else (v > c["after"]) for v in values)
+        assert c["drop_fraction"] == pytest.approx(dropped / len(values))
+    raw_refined = yaml.safe_load((demo / "results/raw/recipe/refined.yaml").read_text())
+    assert raw_refined == recipe and json.loads((demo / "results/raw/recipe/changes.json").read_text()) == []
+
+
+def test_second_dry_run_has_nothing_to_do(demo):
+    proc = run_snakemake(demo, "--configfile", CONFIG, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changed_k_reruns_only_refinement_and_what_follows(demo):
+    cfg = yaml.safe_load((demo / CONFIG).read_text())
+    cfg["experiments"]["ksigma"]["ksigma"]["k"] = 2.5
+    (demo / "changed_k.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(demo, "--configfile", "changed_k.yaml", "-n")
+    out = proc.stdout + proc.stderr
+    assert job_counts(out) == {"refine_recipe_ksigma": 1, "plot_thresholds": 1, "process_data": 1, "ledger": 1,
+                               "all": 1}, out[-3000:]
+    assert "results/raw/" not in "".join(re.findall(r"output: .*", out))
