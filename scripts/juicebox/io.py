@@ -117,19 +117,3 @@ def setup_logging(log_path: str | os.PathLike | None) -> logging.Logger:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     logger.addHandler(handler)
     return logger
-
-
-class Progress:
-    """Log 'done/total' every ``every`` items so long loops show progress in the rule's log."""
-
-    def __init__(self, logger: logging.Logger, label: str, total: int, every: int | None = None):
-        self.logger, self.label, self.total = logger, label, total
-        self.every = every or max(1, total // 10)
-        self.done = 0
-
-    def step(self, n: int = 1) -> None:
-        """Count ``n`` finished items and log when a reporting boundary is crossed."""
-        before = self.done // self.every
-        self.done += n
-        if self.done // self.every != before or self.done == self.total:
-            self.logger.info("%s: %d/%d", self.label, self.done, self.total)
