@@ -58,3 +58,37 @@ def test_analyze_returns_stats_in_pool_order(tmp_path):
     stats = dj.analyze(records(), path, str(tmp_path / "scratch"), np=1)
     assert [s["id"] for s in stats] == [f"r{i}" for i in range(5)]
     assert stats[1]["stats"]["text_len"] == len("What is 4 plus 5?") and stats[1]["stats"]["num_words"] == 3  # Data-Juicer drops "4" and "5?"
+
+
+def test_demo_recipe_gives_what_upstream_dj_process_gives(tmp_path):
+    """The demo recipe run by Juicebox keeps exactly the records upstream's own CLI keeps."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import ROOT
+    from juicebox.demo_data import generate
+    from juicebox.io import read_jsonl, write_jsonl
+    from juicebox.pool import validate_sources
+    from juicebox.sources import SourceSpec
+
+    generate(str(tmp_path / "demo"), seed=9, n_math=60, n_math_extra=20, n_caption=20, n_caption_extra=12,
+             n_bench_math=10, n_bench_caption=10, noise_fraction=0.4)
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    specs = [SourceSpec.from_config({**s, "path": s["path"].replace("results/demo_data", str(tmp_path / "demo"))})
+             for s in config["defaults"]["sources"]]
+    pool = [r for rs in validate_sources(specs, 0.1).by_source.values() for r in rs]
+    recipe_path = str(ROOT / "config" / "recipes" / "demo_text.yaml")
+
+    kept, _ = dj.process(pool, recipe_path, str(tmp_path / "scratch"), np=1)
+
+    write_jsonl(tmp_path / "view.jsonl", dj.dj_view(pool, "text"))
+    cli = Path(sys.executable).parent / "dj-process"
+    subprocess.run([str(cli), "--config", recipe_path, "--dataset_path", str(tmp_path / "view.jsonl"),
+                    "--export_path", str(tmp_path / "upstream" / "out.jsonl")], check=True, capture_output=True,
+                   cwd=tmp_path)
+    upstream = read_jsonl(tmp_path / "upstream" / "out.jsonl")
+    assert len(kept) < len(pool)
+    assert [r["id"] for r in kept] == [r["id"] for r in upstream]
+    assert [r["prompt"] for r in kept] == [r["text"] for r in upstream], json.dumps(kept[:2])
