@@ -10,12 +10,15 @@ log = setup_logging(snakemake.log[0])
 records = read_jsonl(snakemake.input.pool)
 log.info("processing %d records with %s", len(records), snakemake.input.recipe)
 kept, counts = dj.process(records, snakemake.input.recipe, snakemake.params.scratch, snakemake.threads)
-dropped = {}
+dropped, added = {}, {}
 for index, c in enumerate(counts):
     name = c["op"] if [x["op"] for x in counts].count(c["op"]) == 1 else f"{c['op']}#{index}"
-    dropped[name] = c["in"] - c["kept"]
+    if c["kept"] > c["in"]:  # an op that splits records adds some
+        added[name] = c["kept"] - c["in"]
+    else:
+        dropped[name] = c["in"] - c["kept"]
 write_jsonl(snakemake.output.data, kept)
-write_json(snakemake.output.stage, stage(len(records), len(kept), dropped))
+write_json(snakemake.output.stage, stage(len(records), len(kept), dropped, added=added))
 
 
 def noise(rs):

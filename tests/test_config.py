@@ -66,3 +66,10 @@ def test_snakemake_refuses_a_bad_config_before_any_job(workdir):
     assert proc.returncode != 0
     assert "seed: expected integer, found 'forty-two'" in proc.stdout + proc.stderr
     assert not (workdir / "results").exists()
+
+
+def test_mix_weights_need_a_size():
+    cfg = base()
+    cfg["experiments"]["raw"] = {"pool": {"mix": {"weights": {"math": 1}}}}
+    with pytest.raises(ConfigError, match=r"experiments\.raw\.pool\.mix: 'size' is a dependency of 'weights'"):
+        resolve(cfg, SCHEMA)

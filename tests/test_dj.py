@@ -92,3 +92,11 @@ def test_demo_recipe_gives_what_upstream_dj_process_gives(tmp_path):
     assert len(kept) < len(pool)
     assert [r["id"] for r in kept] == [r["id"] for r in upstream]
     assert [r["prompt"] for r in kept] == [r["text"] for r in upstream], json.dumps(kept[:2])
+
+
+def test_a_mapper_that_splits_records_gets_unique_ids(tmp_path):
+    path = recipe(tmp_path, [{"text_chunk_mapper": {"max_len": 10, "split_pattern": None}}])
+    kept, counts = dj.process(records()[:2], path, str(tmp_path / "scratch"), np=1)
+    assert counts[0]["in"] == 2 and counts[0]["kept"] == len(kept) > 2
+    assert len({r["id"] for r in kept}) == len(kept)
+    assert [r["id"] for r in kept][:2] == ["r0", "r0#s1"]

@@ -113,3 +113,19 @@ def test_duplicate_ids_across_sources(tmp_path):
     b = write_jsonl(tmp_path / "b.jsonl", [good(0)] + [good(i) for i in range(100, 140)])
     out = validate_sources([spec(a), spec(b)], 0.05)
     assert [r["reason"] for r in out.rejected] == [f"duplicate id 'g0' (first seen at {a}:1)"]
+
+
+def test_invalid_utf8_line_is_quarantined_and_bom_is_accepted(tmp_path):
+    path = tmp_path / "enc.jsonl"
+    body = "\n".join(json.dumps(good(i)) for i in range(40)).encode()
+    path.write_bytes(b"\xef\xbb\xbf" + body + b'\n{"id": "bad", "prompt": "caf\xe9", "answer": "1"}\n')
+    out = validate_sources([spec(path)], 0.05)
+    assert len(out.by_source["enc"]) == 40
+    assert [(r["line"], r["reason"].split(" (")[0]) for r in out.rejected] == [(41, "not valid UTF-8")]
+
+
+def test_invalid_utf8_in_a_json_array_fails_naming_the_line(tmp_path):
+    path = tmp_path / "enc.json"
+    path.write_bytes(b'[\n{"id": "a", "prompt": "x", "answer": "1"},\n{"id": "b", "prompt": "caf\xe9"}\n]\n')
+    with pytest.raises(SourceError, match=r"enc.json:3: not valid UTF-8"):
+        validate_sources([spec(path)], 0.05)

@@ -171,10 +171,15 @@ def process(records: list[dict], recipe_path: str, scratch_parent: str, np: int)
         result = executor.run(dataset=dataset, skip_export=True)
         rows = result.select_columns(["id", text_key]).to_list()
     by_id = {r["id"]: r for r in records}
+    seen: dict[str, int] = {}
     kept = []
     for row in rows:
         record = dict(by_id[row["id"]])
         if isinstance(record["prompt"], str):
             record["prompt"] = row[text_key]
+        # A mapper that splits a record (e.g. into sentences) yields several rows with one id.
+        seen[row["id"]] = seen.get(row["id"], 0) + 1
+        if seen[row["id"]] > 1:
+            record["id"] = f"{row['id']}#s{seen[row['id']] - 1}"
         kept.append(record)
     return kept, counts

@@ -42,7 +42,10 @@ def plot_histograms(columns: dict[str, list[list[float]]], current: dict, refine
         ax.hist(values, bins=50, color="#8aa6c1")
         for (op, arg, side, value) in current.get(stat, []):
             ax.axvline(value, color="#555555", linestyle="--", label=f"recipe {arg}={value:g}")
+        unchanged = set(current.get(stat, []))
         for (op, arg, side, value) in refined.get(stat, []):
+            if (op, arg, side, value) in unchanged:
+                continue
             ax.axvline(value, color="#c0392b", linestyle="-", label=f"refined {arg}={value:g}")
         ax.set_title(f"{stat} (n={len(values)})")
         ax.set_xlabel(stat)

@@ -79,9 +79,14 @@ def read_items(spec: SourceSpec) -> Iterator[RawItem]:
 
 
 def _read_jsonl(path: Path) -> Iterator[RawItem]:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            text = line.rstrip("\n")
+    with open(path, "rb") as handle:
+        for lineno, raw_line in enumerate(handle, start=1):
+            try:
+                text = raw_line.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                text = raw_line.decode("utf-8", errors="replace").rstrip("\r\n")
+                yield RawItem(lineno, text, error=f"not valid UTF-8 (byte {err.start} of the line)")
+                continue
             if not text.strip():
                 continue
             try:
@@ -90,8 +95,18 @@ def _read_jsonl(path: Path) -> Iterator[RawItem]:
                 yield RawItem(lineno, text, error=f"unparseable JSON: {err.msg} at column {err.colno}")
 
 
+def _read_text(path: Path) -> str:
+    """A whole text source; invalid UTF-8 fails the source naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise SourceError(f"{path}:{line}: not valid UTF-8 (byte {err.start} of the file)") from err
+
+
 def _read_json_array(path: Path) -> Iterator[RawItem]:
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = _read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -122,9 +137,7 @@ def _read_parquet(path: Path) -> Iterator[RawItem]:
 
 
 def _read_csv(path: Path) -> Iterator[RawItem]:
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-        lines = handle.read()
-    reader = csv.reader(io.StringIO(lines))
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
     try:
         header = next(reader)
     except StopIteration:
