@@ -171,56 +171,82 @@ def drop_fraction(records: list[list[float]], side: str, bound: float, all_must_
     return sum(_drops(values, low, high, all_must_pass) for values in records) / len(records)
 
 
+@dataclass(frozen=True)
+class Bound:
+    """One recipe argument that bounds a stat, with the value in force (written or the op's default)."""
+
+    index: int
+    op: str
+    arg: str
+    stat: str
+    side: str
+    value: Any
+    annotation: Any
+    user_set: bool
+
+
+def recipe_bounds(recipe: dict, settings: KSigmaSettings,
+                  signature_of: Callable[[str], dict[str, tuple[Any, Any]]]) -> list[Bound]:
+    """Every stat bound of a recipe's filters, in recipe order.
+
+    ``signature_of(op)`` gives ``{arg: (default, annotation)}`` of the op's constructor, so the
+    bound in force when the recipe leaves an argument out is known.
+    """
+    bounds = []
+    for index, entry in enumerate(recipe.get("process") or []):
+        (op, args), = entry.items()
+        args = args if isinstance(args, dict) else {}
+        mapping = settings.bounds_of(op, args)
+        if not mapping:
+            continue
+        signature = signature_of(op)
+        for arg, (stat, side) in mapping.items():
+            if arg not in signature:
+                raise ValueError(f"ksigma: {op} has no argument {arg!r} (it takes {sorted(signature)})")
+            default, annotation = signature[arg]
+            bounds.append(Bound(index, op, arg, stat, side, args.get(arg, default), annotation, arg in args))
+    return bounds
+
+
 def refine_recipe(recipe: dict, columns: dict[str, list[list[float]]], settings: KSigmaSettings,
                   signature_of: Callable[[str], dict[str, tuple[Any, Any]]]) -> tuple[dict, list[dict]]:
     """Return (refined recipe, changes) for a Data-Juicer recipe and the probe's stat columns.
 
-    ``signature_of(op)`` gives ``{arg: (default, annotation)}`` of the op's constructor, so that
-    the bound in force when the recipe leaves an argument out is known, and integer arguments
-    stay integers.
+    Integer arguments (by the op's annotation) stay integers.
     """
     refined = copy.deepcopy(recipe)
     summaries = {stat: summarize([v for rec in recs for v in rec]) for stat, recs in columns.items()}
     changes = []
-    for index, entry in enumerate(refined.get("process") or []):
-        (op, args), = entry.items()
-        args = args if isinstance(args, dict) else {}
-        k, mode, skip = settings.for_op(op)
-        mapping = settings.bounds_of(op, args)
-        if skip or not mapping:
+    for b in recipe_bounds(recipe, settings, signature_of):
+        k, mode, skip = settings.for_op(b.op)
+        if skip:
             continue
-        signature = signature_of(op)
-        new_args = dict(args)
-        for arg, (stat, side) in mapping.items():
-            if stat not in summaries:
-                raise ValueError(f"ksigma: {op}.{arg} bounds stat {stat!r}, but the probe has no such stat "
-                                 f"(found: {sorted(summaries)})")
-            if arg not in signature:
-                raise ValueError(f"ksigma: {op} has no argument {arg!r} (it takes {sorted(signature)})")
-            default, annotation = signature[arg]
-            user_set = arg in args
-            before = args[arg] if user_set else default
-            computed = ksigma_bound(summaries[stat], side, k, mode)
-            low, high = settings.range_of(stat)
-            after = computed
-            if low is not None:
-                after = max(after, low)
-            if high is not None:
-                after = min(after, high)
-            clamped = after != computed
-            if annotation is int:
-                after = math.ceil(after) if side == "lower" else math.floor(after)
-            if user_set and not settings.allow_loosen and before is not None:
-                after = max(after, before) if side == "lower" else min(after, before)
-            new_args[arg] = after
-            all_must_pass = args.get("any_or_all", "any") == "all"
-            changes.append({
-                "op": op, "op_index": index, "arg": arg, "stat": stat, "k": k, "mode": mode,
-                "before": before, "after": after, "computed": computed, "clamped": clamped,
-                "user_set": user_set,
-                "drop_fraction": drop_fraction(columns[stat], side, after, all_must_pass),
-                "drop_fraction_before": drop_fraction(columns[stat], side, before, all_must_pass)
-                if before is not None else 0.0,
-            })
-        entry[op] = new_args
+        if b.stat not in summaries:
+            raise ValueError(f"ksigma: {b.op}.{b.arg} bounds stat {b.stat!r}, but the probe has no such stat "
+                             f"(found: {sorted(summaries)})")
+        args = refined["process"][b.index][b.op]
+        if not isinstance(args, dict):
+            args = refined["process"][b.index][b.op] = {}
+        computed = ksigma_bound(summaries[b.stat], b.side, k, mode)
+        low, high = settings.range_of(b.stat)
+        after = computed
+        if low is not None:
+            after = max(after, low)
+        if high is not None:
+            after = min(after, high)
+        clamped = after != computed
+        if b.annotation is int:
+            after = math.ceil(after) if b.side == "lower" else math.floor(after)
+        if b.user_set and not settings.allow_loosen and b.value is not None:
+            after = max(after, b.value) if b.side == "lower" else min(after, b.value)
+        args[b.arg] = after
+        all_must_pass = args.get("any_or_all", "any") == "all"
+        changes.append({
+            "op": b.op, "op_index": b.index, "arg": b.arg, "stat": b.stat, "k": k, "mode": mode,
+            "before": b.value, "after": after, "computed": computed, "clamped": clamped,
+            "user_set": b.user_set,
+            "drop_fraction": drop_fraction(columns[b.stat], b.side, after, all_must_pass),
+            "drop_fraction_before": drop_fraction(columns[b.stat], b.side, b.value, all_must_pass)
+            if b.value is not None else 0.0,
+        })
     return refined, changes

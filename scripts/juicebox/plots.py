@@ -7,23 +7,15 @@ from pathlib import Path
 from typing import Callable
 
 from .io import atomic_path
-from .ksigma import KSigmaSettings
+from .ksigma import KSigmaSettings, recipe_bounds
 
 
 def thresholds(recipe: dict, settings: KSigmaSettings, signature_of: Callable) -> dict[str, list[tuple]]:
-    """Per stat, the bounds a recipe puts on it: ``[(op, arg, side, value)]`` (op defaults included)."""
+    """Per stat, the finite bounds a recipe puts on it: ``[(op, arg, side, value)]`` (op defaults included)."""
     out: dict[str, list[tuple]] = {}
-    for entry in recipe.get("process") or []:
-        (op, args), = entry.items()
-        args = args if isinstance(args, dict) else {}
-        mapping = settings.bounds_of(op, args)
-        if not mapping:
-            continue
-        signature = signature_of(op)
-        for arg, (stat, side) in mapping.items():
-            value = args.get(arg, signature.get(arg, (None, None))[0])
-            if isinstance(value, (int, float)) and math.isfinite(value) and abs(value) < 1e15:
-                out.setdefault(stat, []).append((op, arg, side, value))
+    for b in recipe_bounds(recipe, settings, signature_of):
+        if isinstance(b.value, (int, float)) and math.isfinite(b.value) and abs(b.value) < 1e15:
+            out.setdefault(b.stat, []).append((b.op, b.arg, b.side, b.value))
     return out
 
 
