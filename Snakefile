@@ -14,10 +14,16 @@ include: "rules/pool.smk"
 include: "rules/probe.smk"
 include: "rules/refine.smk"
 include: "rules/process.smk"
+include: "rules/models.smk"
+include: "rules/rollouts.smk"
+include: "rules/rewards.smk"
+include: "rules/pairs.smk"
+include: "rules/train.smk"
+include: "rules/eval.smk"
 include: "rules/ledger.smk"
 
 
 rule all:
     default_target: True
     input:
-        data_outputs(),
+        final_outputs(),

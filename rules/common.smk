@@ -1,9 +1,14 @@
+import json
+import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+SCRIPTS = Path(workflow.basedir) / "scripts"
+sys.path.insert(0, str(SCRIPTS))
 
 from juicebox.config import resolve  # noqa: E402
+from juicebox.models import is_hub_id, model_slug  # noqa: E402
+from juicebox.shards import shard_names  # noqa: E402
 
 # Validate the whole config (and each resolved experiment) before any job is scheduled.
 CONFIG = resolve(config, str(Path(workflow.basedir) / "config" / "config.schema.yaml"))
@@ -13,6 +18,9 @@ DEMO = CONFIG["demo_data"]["outdir"]
 
 wildcard_constraints:
     exp="|".join(EXPERIMENTS),
+    variant="base|sft|dpo",
+    shard=r"\d+-of-\d+",
+    bench=r"[A-Za-z0-9_.-]+",
 
 
 def experiment(wildcards):
@@ -44,3 +52,90 @@ def data_outputs():
             f"results/{exp}/probe/histograms",
         )
     ]
+
+
+# --- model half ---------------------------------------------------------------------------
+
+TINY_MODEL = "resources/models/tiny-qwen2"
+
+
+def base_model(wildcards):
+    """Directory of the experiment's base model: the embedded tiny one, a local dir, or a download."""
+    name = experiment(wildcards)["model"]
+    if name == "tiny":
+        return TINY_MODEL
+    if Path(name).exists() or not is_hub_id(name):
+        return name
+    return f"resources/models/{model_slug(name)}"
+
+
+def policy_model(wildcards):
+    """The model rollouts sample from and DPO starts from: the SFT model if the warm start is on."""
+    if experiment(wildcards)["sft"]["enabled"]:
+        return f"results/{wildcards.exp}/sft/model"
+    return base_model(wildcards)
+
+
+def variants(exp):
+    """Model variants evaluated for an experiment."""
+    return ["base", "sft", "dpo"] if EXPERIMENTS[exp]["sft"]["enabled"] else ["base", "dpo"]
+
+
+def variant_inputs(wildcards):
+    """Model directory (and adapter) of one variant."""
+    if wildcards.variant == "base":
+        return {"model": base_model(wildcards)}
+    if wildcards.variant == "sft":
+        if not experiment(wildcards)["sft"]["enabled"]:
+            raise ValueError(f"experiment {wildcards.exp!r} has sft.enabled: false; it has no sft variant")
+        return {"model": f"results/{wildcards.exp}/sft/model"}
+    return {
+        "model": policy_model(wildcards),
+        "adapter": f"results/{wildcards.exp}/train/adapter",
+    }
+
+
+def shard_files(stage):
+    """Input function: the shard files of a sharded stage ("rollouts" or "rewards") of an experiment."""
+
+    def files(wildcards):
+        count = experiment(wildcards)[stage]["shards"]
+        return [
+            f"results/{wildcards.exp}/{stage}/shards/{name}.jsonl"
+            for name in shard_names(count)
+        ]
+
+    return files
+
+
+def benchmarks(exp):
+    """Benchmark names of an experiment."""
+    return list(EXPERIMENTS[exp]["eval"]["benchmarks"])
+
+
+def eval_outputs():
+    """Per experiment, benchmark and variant: the metrics file results/eval.json gathers."""
+    return [
+        f"results/{exp}/eval/{bench}/{variant}.json"
+        for exp in EXPERIMENTS
+        for bench in benchmarks(exp)
+        for variant in variants(exp)
+    ]
+
+
+def final_outputs():
+    """Everything `snakemake` builds by default: results/eval.json and the per-experiment ledgers."""
+    return (
+        ["results/eval.json"]
+        + [f"results/{exp}/ledger.json" for exp in EXPERIMENTS]
+        + data_outputs()
+        + [f"results/{exp}/train/metrics.png" for exp in EXPERIMENTS]
+    )
+
+
+def launcher(settings):
+    """How a training script is started: plain python, or accelerate launch with its config."""
+    if settings["launcher"] == "python":
+        return "python"
+    config_file = settings.get("accelerate_config")
+    return "accelerate launch" + (f" --config_file {shlex.quote(config_file)}" if config_file else "")

@@ -1,6 +1,9 @@
 LEDGER_STAGES = {
     "pool": "results/{exp}/pool/ledger_stage.json",
     "process": "results/{exp}/processed/ledger_stage.json",
+    "rollouts": "results/{exp}/rollouts/ledger_stage.json",
+    "rewards": "results/{exp}/rewards/ledger_stage.json",
+    "pairs": "results/{exp}/pairs/ledger_stage.json",
 }
 
 

@@ -1,0 +1,48 @@
+rule evaluate:
+    input:
+        unpack(variant_inputs),
+    output:
+        predictions="results/{exp}/eval/{bench}/{variant}.jsonl",
+        metrics="results/{exp}/eval/{bench}/{variant}.json",
+    log:
+        "results/{exp}/logs/eval/{bench}-{variant}.log",
+    benchmark:
+        "results/{exp}/benchmarks/eval/{bench}-{variant}.tsv"
+    threads: lambda w: experiment(w)["eval"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        bench=lambda w: experiment(w)["eval"]["benchmarks"][w.bench],
+        settings=lambda w: experiment(w)["eval"],
+        seed=CONFIG["seed"],
+        server_logs="results/{exp}/logs/eval/servers-{bench}-{variant}",
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule eval_summary:
+    input:
+        eval_outputs(),
+    output:
+        "results/eval.json",
+    log:
+        "results/logs/eval_summary.log",
+    benchmark:
+        "results/benchmarks/eval_summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        experiments={exp: variants(exp) for exp in EXPERIMENTS},
+        benchmarks={exp: benchmarks(exp) for exp in EXPERIMENTS},
+        ranking=CONFIG["ranking"],
+        config=CONFIG,
+        seed=CONFIG["seed"],
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/eval_summary.py"

@@ -1,0 +1,71 @@
+rule build_tiny_model:
+    input:
+        corpus=lambda w: CONFIG["model_build"]["corpus"],
+    output:
+        model=directory(TINY_MODEL),
+        summary="resources/models/tiny-qwen2.json",
+    log:
+        "results/logs/build_tiny_model.log",
+    benchmark:
+        "results/benchmarks/build_tiny_model.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        spec=CONFIG["model_build"]["spec"],
+        seed=CONFIG["seed"],
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/build_tiny_model.py"
+
+
+rule download_model:
+    output:
+        directory("resources/models/{slug}"),
+    log:
+        "results/logs/download_model/{slug}.log",
+    benchmark:
+        "results/benchmarks/download_model/{slug}.tsv"
+    wildcard_constraints:
+        slug=r"[^/]+--[^/]+",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    params:
+        repo_id=lambda w: w.slug.replace("--", "/", 1),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/download_model.py"
+
+
+rule sft:
+    input:
+        data="results/{exp}/processed/data.jsonl",
+        model=base_model,
+    output:
+        model=directory("results/{exp}/sft/model"),
+        metrics="results/{exp}/sft/metrics.csv",
+        summary="results/{exp}/sft/summary.json",
+    log:
+        "results/{exp}/logs/sft.log",
+    benchmark:
+        "results/{exp}/benchmarks/sft.tsv"
+    threads: lambda w: experiment(w)["sft"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    params:
+        settings=lambda w: json.dumps(experiment(w)["sft"]),
+        seed=CONFIG["seed"],
+        launcher=lambda w: launcher(experiment(w)["sft"]),
+        script=SCRIPTS / "train.py",
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.launcher} {params.script} sft --data {input.data} --model {input.model}"
+        " --out {output.model} --metrics {output.metrics} --summary {output.summary}"
+        " --seed {params.seed} --threads {threads} --settings {params.settings:q} > {log} 2>&1"

@@ -1,0 +1,25 @@
+rule make_pairs:
+    input:
+        "results/{exp}/rewards/scored.jsonl",
+    output:
+        parquet="results/{exp}/pairs/pairs.parquet",
+        jsonl="results/{exp}/pairs/pairs.jsonl",
+        llamafactory="results/{exp}/pairs/pairs_llamafactory.jsonl",
+        dataset_info="results/{exp}/pairs/dataset_info.json",
+        stage="results/{exp}/pairs/ledger_stage.json",
+        summary="results/{exp}/pairs/summary.json",
+    log:
+        "results/{exp}/logs/make_pairs.log",
+    benchmark:
+        "results/{exp}/benchmarks/make_pairs.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        pairing=lambda w: experiment(w)["pairing"],
+        seed=CONFIG["seed"],
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/make_pairs.py"

@@ -1,0 +1,51 @@
+rule train_dpo:
+    input:
+        pairs="results/{exp}/pairs/pairs.parquet",
+        model=policy_model,
+    output:
+        adapter=directory("results/{exp}/train/adapter"),
+        metrics="results/{exp}/train/metrics.csv",
+        summary="results/{exp}/train/summary.json",
+    log:
+        "results/{exp}/logs/train_dpo.log",
+    benchmark:
+        "results/{exp}/benchmarks/train_dpo.tsv"
+    threads: lambda w: experiment(w)["train"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=480,
+    params:
+        settings=lambda w: json.dumps(experiment(w)["train"]),
+        seed=CONFIG["seed"],
+        launcher=lambda w: launcher(experiment(w)["train"]),
+        script=SCRIPTS / "train.py",
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.launcher} {params.script} dpo --data {input.pairs} --model {input.model}"
+        " --out {output.adapter} --metrics {output.metrics} --summary {output.summary}"
+        " --seed {params.seed} --threads {threads} --settings {params.settings:q} > {log} 2>&1"
+
+
+rule plot_training:
+    input:
+        sft=lambda w: (
+            [f"results/{w.exp}/sft/metrics.csv"]
+            if experiment(w)["sft"]["enabled"]
+            else []
+        ),
+        dpo="results/{exp}/train/metrics.csv",
+    output:
+        "results/{exp}/train/metrics.png",
+    log:
+        "results/{exp}/logs/plot_training.log",
+    benchmark:
+        "results/{exp}/benchmarks/plot_training.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/plot_training.py"

@@ -1,0 +1,15 @@
+"""Rule eval_summary: results/eval.json, every experiment side by side with deltas, ranking, provenance."""
+
+from pathlib import Path
+
+from juicebox.io import setup_logging, write_json
+from juicebox.summary import build
+
+log = setup_logging(snakemake.log[0])
+results = {exp: {bench: variants for bench in snakemake.params.benchmarks[exp]}
+           for exp, variants in snakemake.params.experiments.items()}
+summary = build(results, snakemake.params.ranking, snakemake.params.config, snakemake.params.seed,
+                repo=Path(snakemake.scriptdir).parent)
+write_json(snakemake.output[0], summary)
+for row in summary["ranking"]:
+    log.info("%-12s %-5s %s %s = %.4f", row["experiment"], row["variant"], row["benchmark"], row["metric"], row["value"])

@@ -1,0 +1,35 @@
+"""Rule evaluate: one model variant on one benchmark; per-item predictions and metrics."""
+
+from juicebox.benchmarks import load_benchmark
+from juicebox.engines import Prompt, Sampling, make_engine, to_messages
+from juicebox.io import setup_logging, write_json, write_jsonl
+
+log = setup_logging(snakemake.log[0])
+settings = snakemake.params.settings
+bench = load_benchmark(snakemake.wildcards.bench, snakemake.params.bench)
+items = bench.load()
+sampling = Sampling.from_config(settings["sampling"], seed=snakemake.params.seed)
+adapter = snakemake.input.get("adapter")
+engine_cfg = dict(settings["engine"])
+if engine_cfg["type"] == "openai":
+    engine_cfg["log_dir"] = snakemake.params.server_logs
+else:
+    engine_cfg.setdefault("threads", snakemake.threads)
+log.info("%s / %s: %d items, model %s, adapter %s", snakemake.wildcards.bench, snakemake.wildcards.variant,
+         len(items), snakemake.input.model, adapter)
+
+predictions: dict[str, list[str]] = {}
+engine = make_engine(engine_cfg, snakemake.input.model, adapter, sampling)
+try:
+    engine.run([Prompt(item["id"], to_messages(item["prompt"], settings["system_prompt"]),
+                       item["meta"].get("images", [])) for item in items],
+               lambda prompt, samples: predictions.__setitem__(prompt.id, [s["text"] for s in samples]))
+    provenance = engine.provenance()
+finally:
+    engine.close()
+
+rows, metrics = bench.score(items, predictions, seed=snakemake.params.seed)
+write_jsonl(snakemake.output.predictions, rows)
+write_json(snakemake.output.metrics, {**metrics, "variant": snakemake.wildcards.variant, "model": snakemake.input.model,
+                                      "adapter": adapter, "engine": provenance, "sampling": sampling.to_dict()})
+log.info("%s", metrics["metrics"])

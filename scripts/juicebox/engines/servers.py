@@ -1,0 +1,143 @@
+"""Launching OpenAI-compatible servers for a rule, and stopping them when it ends.
+
+* ``vllm``: ``data_parallel_size`` servers of ``vllm serve``, each over ``tensor_parallel_size``
+  GPUs (``CUDA_VISIBLE_DEVICES`` slices of the GPUs the job was given); a LoRA adapter is served
+  under the name ``adapter`` with ``--enable-lora``.
+* ``transformers``: ``transformers serve`` on CPU (or one GPU); it has no LoRA support, so an
+  adapter is merged into a full model directory first.
+
+Each server's output goes to ``<log_dir>/server-<i>.log``. ``launch`` is a context manager: the
+servers are terminated (then killed) on exit, also when the rule fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger("juicebox")
+
+
+class ServerFailed(RuntimeError):
+    """A launched server exited or did not become ready in time."""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this job may use, from CUDA_VISIBLE_DEVICES (SLURM sets it) or nvidia-smi."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip()]
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=False).stdout
+        return [line.strip() for line in out.splitlines() if line.strip()]
+    return []
+
+
+def server_commands(kind: str, model: str, adapter: str | None, tp: int, dp: int, ports: list[int],
+                    extra_args: list[str]) -> list[tuple[list[str], dict[str, str]]]:
+    """The command line and extra environment of each server to launch."""
+    if kind == "vllm":
+        gpus = visible_gpus()
+        if len(gpus) < tp * dp:
+            raise ServerFailed(f"vllm needs tensor_parallel_size {tp} x data_parallel_size {dp} = {tp * dp} GPUs; "
+                               f"this job sees {len(gpus)} ({','.join(gpus) or 'none'})")
+        commands = []
+        for i, port in enumerate(ports):
+            cmd = ["vllm", "serve", model, "--port", str(port), "--host", "127.0.0.1",
+                   "--tensor-parallel-size", str(tp), "--served-model-name", "model"]
+            if adapter:
+                cmd += ["--enable-lora", "--lora-modules", f"adapter={adapter}"]
+            env = {"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * tp:(i + 1) * tp])}
+            commands.append((cmd + list(extra_args), env))
+        return commands
+    if kind == "transformers":
+        exe = str(Path(sys.executable).parent / "transformers")
+        return [([exe, "serve", model, "--port", str(port), "--host", "127.0.0.1", *extra_args], {})
+                for port in ports]
+    raise ValueError(f"unknown server kind {kind!r}; known: vllm, transformers")
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> None:
+    """Poll ``url/v1/models`` until it answers; fail early if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerFailed(f"server {url} exited with code {proc.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1.0)
+    raise ServerFailed(f"server {url} not ready after {timeout:.0f} s; see {log_path}")
+
+
+def stop(procs: list[subprocess.Popen], grace: float = 15.0) -> None:
+    """Terminate the servers' process groups, then kill what is left after ``grace`` seconds."""
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextlib.contextmanager
+def launch(kind: str, model: str, adapter: str | None, log_dir: str | os.PathLike,
+           tensor_parallel_size: int = 1, data_parallel_size: int = 1, startup_timeout: float = 600,
+           extra_args: list[str] | None = None) -> Iterator[tuple[list[str], str]]:
+    """Start the servers; yield (their base URLs, the model name to request); stop them on exit."""
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    served_model = model
+    if adapter and kind == "transformers":
+        from ..models import merge_adapter
+
+        served_model = str(merge_adapter(model, adapter, log_dir / "merged-model"))
+        adapter = None
+    ports = [free_port() for _ in range(data_parallel_size)]
+    commands = server_commands(kind, served_model, adapter, tensor_parallel_size, data_parallel_size, ports,
+                               list(extra_args or []))
+    procs: list[subprocess.Popen] = []
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        for i, (cmd, env) in enumerate(commands):
+            log_path = log_dir / f"server-{i}.log"
+            log.info("launching %s (log %s)", " ".join(cmd), log_path)
+            with open(log_path, "w", encoding="utf-8") as out:
+                procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+                                              start_new_session=True))
+        for url, proc, i in zip(urls, procs, range(len(procs))):
+            wait_ready(url, proc, startup_timeout, log_dir / f"server-{i}.log")
+        if kind == "vllm":
+            name = "adapter" if adapter else "model"
+        else:
+            name = served_model
+        yield urls, name
+    finally:
+        stop(procs)

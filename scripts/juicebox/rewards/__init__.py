@@ -1,0 +1,268 @@
+"""Rewards: a registry from ``type:`` to a class that scores every sample of every prompt.
+
+A reward config is a list of specs; each names a registered type, an optional ``name`` (default:
+the type), a ``weight`` (default 1.0), the ``tasks`` it applies to (default per type) and the
+type's own keys::
+
+    rewards:
+      - {type: verifier_math, weight: 1.0}
+      - {type: dpo_implicit, weight: 0.1, variant: sum}
+
+Every reward class takes its config keys as keyword arguments with defaults (plus ``context``,
+the paths and resources of the run, see :class:`RewardContext`) and answers
+``score(records) -> [[(value, details), ...] per sample] per record``. ``value`` is a float, or
+None when the reward does not apply to the record's task or could not be computed; ``details``
+then holds a ``reason``. Each reward scores all the records it is given in one call (rewards
+such as CIDEr depend on the whole scored set, and model rewards batch across prompts).
+
+:class:`CombinedReward` runs every reward of a config and writes, on every sample:
+
+* ``reward``: Σ weight·value over the rewards that apply to the sample's task, or None when none
+  applies or when one that applies gave None (a failed reward is never counted as 0: pairing
+  then leaves the sample out instead of ranking it on a made-up value);
+* ``rewards``: {name: value} of the rewards that apply, plus ``<name>.<key>`` for the extra
+  values a reward exposes for ranking (``rank_keys``, e.g. ``dpo_implicit.avg``);
+* ``details``: {name: details}; ``reward_reason``: why ``reward`` is None (else None).
+
+Types (one module each): ``verifier_math``, ``reference_caption``, ``dpo_implicit``,
+``reward_model``, ``judge``, ``python``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+log = logging.getLogger("juicebox")
+
+REWARDS: dict[str, type["Reward"]] = {}
+# Spec keys that belong to CombinedReward, not to the reward class.
+SPEC_KEYS = ("type", "name", "weight")
+
+Scores = list[list[tuple[float | None, dict]]]
+
+
+def register(name: str) -> Callable[[type["Reward"]], type["Reward"]]:
+    """Class decorator: make ``type: <name>`` in a reward spec resolve to the class."""
+    def add(cls: type[Reward]) -> type[Reward]:
+        if name in REWARDS:
+            raise ValueError(f"reward type {name!r} is registered twice")
+        REWARDS[name] = cls
+        cls.type = name
+        return cls
+    return add
+
+
+@dataclass(frozen=True)
+class RewardContext:
+    """What every reward may need from the run: model paths, device, threads, seed, log folder.
+
+    ``policy_model`` (+ ``policy_adapter``) is the model whose samples are scored; ``base_model``
+    is the model it started from (dpo_implicit's defaults for its reward and reference models).
+    ``device`` None means CUDA when available, else CPU. ``dtype`` is the default load dtype of
+    model rewards ("auto": as saved).
+    """
+
+    policy_model: str | None = None
+    policy_adapter: str | None = None
+    base_model: str | None = None
+    device: str | None = None
+    dtype: str = "auto"
+    threads: int | None = None
+    seed: int = 0
+    log_dir: str | None = None
+
+    def torch_device(self) -> str:
+        """The device model rewards run on."""
+        if self.device:
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def set_threads(self) -> None:
+        """Limit torch's CPU threads to the rule's ``threads`` (if given)."""
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+
+    def to_dict(self) -> dict:
+        """Plain dict for provenance."""
+        return asdict(self)
+
+
+class Reward:
+    """A reward type. Subclasses set ``default_tasks`` and implement ``score_applicable``.
+
+    ``tasks``: the record tasks it applies to (None: every task). ``score`` answers every record
+    it is given; records of other tasks get (None, {"reason": ...}) for each sample, the others
+    go to ``score_applicable`` together, in one call.
+    """
+
+    type: str = ""
+    default_tasks: tuple[str, ...] | None = None
+    # Keys of a sample's details that CombinedReward also copies into ``rewards`` as "<name>.<key>".
+    rank_keys: tuple[str, ...] = ()
+
+    def __init__(self, context: RewardContext | None = None, tasks: list[str] | None = None) -> None:
+        self.context = context or RewardContext()
+        if tasks is None:
+            tasks = self.default_tasks
+        if tasks is not None and (isinstance(tasks, str) or not all(isinstance(t, str) for t in tasks)):
+            raise ValueError(f"{self.type}: tasks must be a list of task names, found {tasks!r}")
+        self.tasks = list(tasks) if tasks is not None else None
+
+    def applies(self, task: str | None) -> bool:
+        """Whether this reward scores samples of ``task``."""
+        return self.tasks is None or task in self.tasks
+
+    def score(self, records: list[dict]) -> Scores:
+        """(value, details) for every sample of every record, in the records' order."""
+        out: Scores = [[] for _ in records]
+        todo = []
+        for i, record in enumerate(records):
+            samples = record.get("samples") or []
+            if self.applies(record.get("task")):
+                todo.append(i)
+            else:
+                out[i] = [(None, {"reason": f"{self.type} does not apply to task {record.get('task')!r}"})
+                          for _ in samples]
+        if todo:
+            scored = self.score_applicable([records[i] for i in todo])
+            if len(scored) != len(todo):
+                raise RuntimeError(f"{self.type}: scored {len(scored)} records, expected {len(todo)}")
+            for i, row in zip(todo, scored):
+                n = len(records[i].get("samples") or [])
+                if len(row) != n:
+                    raise RuntimeError(f"{self.type}: prompt {records[i].get('id')}: {len(row)} scores "
+                                       f"for {n} samples")
+                out[i] = [_checked(value, details) for value, details in row]
+        return out
+
+    def score_applicable(self, records: list[dict]) -> Scores:
+        """Score records this reward applies to (all in one call)."""
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """The type's own config keys and their values (no secrets)."""
+        return {}
+
+    def provenance(self) -> dict:
+        """Type, tasks and config keys: enough to tell what scored the samples."""
+        return {"type": self.type, "tasks": self.tasks, **self.settings()}
+
+    def close(self) -> None:
+        """Release models, processes and the like (nothing by default)."""
+
+
+def _checked(value: Any, details: dict) -> tuple[float | None, dict]:
+    """A value as float or None; NaN and infinities become None with the reason."""
+    if value is None:
+        return None, details
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"reward value must be a number or None, found {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        return None, {**details, "reason": f"reward value is {value}"}
+    return value, details
+
+
+def make_reward(spec: dict, context: RewardContext | None = None) -> Reward:
+    """The reward named by ``spec["type"]``, built from its own keys (``name``/``weight`` skipped)."""
+    kind = spec.get("type")
+    if kind not in REWARDS:
+        raise ValueError(f"rewards: unknown type {kind!r}; known types are {sorted(REWARDS)}")
+    cls = REWARDS[kind]
+    own = {k: v for k, v in spec.items() if k not in SPEC_KEYS}
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "context")]
+    unknown = sorted(set(own) - set(accepted))
+    if unknown:
+        raise ValueError(f"reward type {kind!r} does not take {unknown}; it takes {accepted} "
+                         f"plus {list(SPEC_KEYS)}")
+    return cls(context=context, **own)
+
+
+class CombinedReward:
+    """Every reward of a config list, weighted and summed per sample (see the module doc)."""
+
+    def __init__(self, specs: list[dict], context: RewardContext | None = None) -> None:
+        if not specs:
+            raise ValueError("rewards: the list is empty; give at least one reward")
+        self.entries: list[tuple[str, float, Reward]] = []
+        for position, spec in enumerate(specs):
+            name = spec.get("name") or spec.get("type")
+            weight = spec.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise ValueError(f"rewards[{position}] ({name}): weight must be a finite number, found {weight!r}")
+            if any(name == other for other, _, _ in self.entries):
+                raise ValueError(f"rewards[{position}]: name {name!r} is used twice; give one of them a `name:`")
+            self.entries.append((name, float(weight), make_reward(spec, context)))
+
+    def score_records(self, records: list[dict]) -> list[dict]:
+        """The records with ``reward``, ``rewards``, ``details`` and ``reward_reason`` on every sample."""
+        scores = {}
+        for name, _, reward in self.entries:
+            start = time.monotonic()
+            scores[name] = reward.score(records)
+            values = [v for row in scores[name] for v, _ in row]
+            log.info("reward %s (%s): %d samples, %d without a value, %.1f s", name, reward.type, len(values),
+                     sum(v is None for v in values), time.monotonic() - start)
+        out = []
+        for i, record in enumerate(records):
+            samples = []
+            for j, sample in enumerate(record.get("samples") or []):
+                samples.append({**sample, **self._combine(record.get("task"), {n: s[i][j] for n, s in scores.items()})})
+            out.append({**record, "samples": samples})
+        return out
+
+    def _combine(self, task: str | None, scored: dict[str, tuple[float | None, dict]]) -> dict:
+        rewards, details, reasons = {}, {}, []
+        total, applied = 0.0, False
+        for name, weight, reward in self.entries:
+            if not reward.applies(task):
+                continue
+            applied = True
+            value, info = scored[name]
+            rewards[name] = value
+            details[name] = info
+            for key in reward.rank_keys:
+                if key in info:
+                    rewards[f"{name}.{key}"] = info[key]
+            if value is None:
+                reasons.append(f"{name}: {info.get('reason', 'no value')}")
+            else:
+                total += weight * value
+        if not applied:
+            reasons.append(f"no reward applies to task {task!r}")
+        return {"reward": None if reasons else total, "rewards": rewards, "details": details,
+                "reward_reason": "; ".join(reasons) or None}
+
+    def provenance(self) -> list[dict]:
+        """Each reward's name, weight and config (no secrets)."""
+        return [{"name": name, "weight": weight, **reward.provenance()} for name, weight, reward in self.entries]
+
+    def close(self) -> None:
+        """Release every reward's models and processes."""
+        for _, _, reward in self.entries:
+            reward.close()
+
+
+def prompt_messages(record: dict) -> list[dict]:
+    """The record's prompt as chat messages (a text prompt becomes one user turn)."""
+    from ..engines import to_messages
+
+    prompt = record.get("prompt")
+    if not isinstance(prompt, (str, list)):
+        raise ValueError(f"prompt {record.get('id')}: 'prompt' must be text or chat messages, found {prompt!r}")
+    return to_messages(prompt)
+
+
+# Registers the types (each module imports only light things at the top).
+from . import (dpo_implicit, judge, python_function, reference_caption, reward_model,  # noqa: E402,F401
+               verifier_math)
+from .dpo_implicit import answer_logprobs  # noqa: E402,F401

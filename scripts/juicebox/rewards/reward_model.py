@@ -1,0 +1,104 @@
+"""The ``reward_model`` reward: a sequence-classification reward model's logit for prompt + answer."""
+
+from __future__ import annotations
+
+from . import Reward, Scores, prompt_messages, register
+
+
+def _free_pad_id(sequences: list[list[int]], preferred: list[int | None], vocab_size: int) -> int:
+    """A pad id that occurs in none of ``sequences``: the first free one of ``preferred``, else the
+    highest free id below ``vocab_size``."""
+    used = {t for ids in sequences for t in ids}
+    for candidate in preferred:
+        if candidate is not None and candidate not in used:
+            return candidate
+    return next(t for t in range(vocab_size - 1, -1, -1) if t not in used)
+
+
+@register("reward_model")
+class RewardModel(Reward):
+    """The logit of label ``label`` (default 0; for a single-label RM, its one logit) that an
+    ``AutoModelForSequenceClassification`` at ``model`` gives to the conversation prompt +
+    answer, rendered with the model's own chat template (user turn(s), then the assistant turn).
+
+    Batches of ``batch_size`` are right-padded. Transformers reads each row's score at its last
+    token that is not the pad token, so a sequence that itself ends with the pad token (an RM
+    whose pad token is its EOS) would be read one token early: each batch is therefore padded
+    with an id that occurs in none of its sequences. The model loads on the first ``score`` call.
+    """
+
+    def __init__(self, context=None, tasks: list[str] | None = None, model: str | None = None, label: int = 0,
+                 batch_size: int = 16, dtype: str | None = None) -> None:
+        super().__init__(context, tasks)
+        if not model:
+            raise ValueError("reward_model needs `model:`, the path or hub id of a sequence-classification model")
+        if isinstance(label, bool) or not isinstance(label, int) or label < 0:
+            raise ValueError(f"reward_model: label must be an integer >= 0, found {label!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"reward_model: batch_size must be an integer >= 1, found {batch_size!r}")
+        self.model, self.label, self.batch_size = str(model), label, batch_size
+        self.dtype = dtype or self.context.dtype
+        self._loaded = None
+
+    def settings(self) -> dict:
+        """Model, label, batching."""
+        return {"model": self.model, "label": self.label, "batch_size": self.batch_size, "dtype": self.dtype}
+
+    def _load(self):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if self._loaded is None:
+            self.context.set_threads()
+            tokenizer = AutoTokenizer.from_pretrained(self.model)
+            if not tokenizer.chat_template:
+                raise ValueError(f"reward_model: the tokenizer of {self.model} has no chat template")
+            model = AutoModelForSequenceClassification.from_pretrained(self.model, dtype=self.dtype)
+            if self.label >= model.config.num_labels:
+                raise ValueError(f"reward_model: label {self.label} but {self.model} has "
+                                 f"{model.config.num_labels} label(s)")
+            self._loaded = (tokenizer, model.to(self.context.torch_device()).eval())
+        return self._loaded
+
+    def render(self, record: dict, answer: str) -> str:
+        """The conversation the reward model reads: the prompt's turns, then the answer."""
+        tokenizer, _ = self._load()
+        return tokenizer.apply_chat_template(prompt_messages(record) + [{"role": "assistant", "content": answer}],
+                                             tokenize=False)
+
+    def score_applicable(self, records: list[dict]) -> Scores:
+        """The chosen logit of every sample, batched across prompts (longest first)."""
+        import torch
+
+        tokenizer, model = self._load()
+        sequences = [tokenizer(self.render(record, sample.get("text") or ""), add_special_tokens=False)["input_ids"]
+                     for record in records for sample in record.get("samples") or []]
+        text_config = model.config.get_text_config()
+        vocab_size = getattr(text_config, "vocab_size", None) or len(tokenizer)
+        device = next(model.parameters()).device
+        order = sorted(range(len(sequences)), key=lambda k: (-len(sequences[k]), k))
+        values: list[float] = [0.0] * len(sequences)
+        saved_pad = text_config.pad_token_id
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(order), self.batch_size):
+                    batch = [sequences[k] for k in order[start:start + self.batch_size]]
+                    pad = _free_pad_id(batch, [tokenizer.pad_token_id, saved_pad, tokenizer.eos_token_id], vocab_size)
+                    text_config.pad_token_id = pad
+                    width = max(len(ids) for ids in batch)
+                    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                    attention = torch.zeros((len(batch), width), dtype=torch.long)
+                    for row, ids in enumerate(batch):
+                        input_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+                        attention[row, :len(ids)] = 1
+                    logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+                    for row, k in enumerate(order[start:start + self.batch_size]):
+                        values[k] = float(logits[row, self.label].float())
+        finally:
+            text_config.pad_token_id = saved_pad
+        flat = iter(zip(values, sequences))
+        return [[(value, {"n_tokens": len(ids)}) for value, ids in (next(flat) for _ in record.get("samples") or [])]
+                for record in records]
+
+    def close(self) -> None:
+        """Drop the model."""
+        self._loaded = None

@@ -1,0 +1,21 @@
+"""Rule make_pairs: DPO chosen/rejected pairs from scored rollouts, in TRL and LLaMA-Factory formats."""
+
+from pathlib import Path
+
+from juicebox.io import read_jsonl, setup_logging, write_json
+from juicebox.pairs import build_pairs, dataset_info, needs_sharegpt, write_llamafactory, write_pairs
+
+log = setup_logging(snakemake.log[0])
+result = build_pairs(read_jsonl(snakemake.input[0]), snakemake.params.pairing, snakemake.params.seed)
+write_pairs(result.rows, snakemake.output.parquet, snakemake.output.jsonl, result.conversational)
+write_llamafactory(result.rows, snakemake.output.llamafactory)
+name = f"juicebox_{snakemake.wildcards.exp}"
+if needs_sharegpt(result.rows, result.conversational):
+    info = dataset_info(name, Path(snakemake.output.llamafactory).name, True,
+                        images=any(r["images"] for r in result.rows))
+else:
+    info = dataset_info(name, Path(snakemake.output.jsonl).name, False)
+write_json(snakemake.output.dataset_info, info)
+write_json(snakemake.output.stage, result.stage)
+write_json(snakemake.output.summary, {**result.stats, "no_pair_reasons": result.stage["dropped"]})
+log.info("pairs: %d from %d prompts (%s)", len(result.rows), result.stage["kept"], result.stage["dropped"])

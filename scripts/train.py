@@ -1,0 +1,40 @@
+"""Training entry point: `train.py sft ...` (warm start, TRL SFTTrainer) or `train.py dpo ...`
+(LoRA DPO, TRL DPOTrainer + PEFT; writes a standard PEFT adapter).
+
+A command-line program rather than a Snakemake script so that `accelerate launch` can run it on
+several GPUs unchanged; the sft and train_dpo rules call it.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from juicebox.io import setup_logging, write_json  # noqa: E402
+from juicebox.train import train_dpo, train_sft  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("stage", choices=["sft", "dpo"])
+    parser.add_argument("--data", required=True, help="sft: processed data.jsonl; dpo: pairs.parquet")
+    for name in ("model", "out", "metrics", "summary", "settings"):
+        parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    log = setup_logging(None)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    train = train_sft if args.stage == "sft" else train_dpo
+    result = train(args.data, args.model, args.out, args.metrics, json.loads(args.settings), args.seed)
+    write_json(args.summary, result)
+    log.info("%s done: %s", args.stage, result)
+
+
+if __name__ == "__main__":
+    main()
