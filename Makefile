@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
+# Rules start `python` and `transformers` by name: the venv's must come first.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: venv demo test lint dag clean
 

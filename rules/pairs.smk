@@ -18,6 +18,7 @@ rule make_pairs:
         runtime=10,
     params:
         pairing=lambda w: experiment(w)["pairing"],
+        system_prompt=lambda w: experiment(w)["rollouts"]["system_prompt"],
         seed=CONFIG["seed"],
     conda:
         "../envs/io.yaml"

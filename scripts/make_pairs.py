@@ -1,12 +1,20 @@
-"""Rule make_pairs: DPO chosen/rejected pairs from scored rollouts, in TRL and LLaMA-Factory formats."""
+"""Rule make_pairs: DPO chosen/rejected pairs from scored rollouts, in TRL and LLaMA-Factory formats.
+
+The engines sent every prompt through the chat template (as a user turn after the optional
+system prompt), so the pairs are conversational with exactly those messages: DPO then trains on
+the text the policy was sampled from.
+"""
 
 from pathlib import Path
 
+from juicebox.engines import to_messages
 from juicebox.io import read_jsonl, setup_logging, write_json
 from juicebox.pairs import build_pairs, dataset_info, needs_sharegpt, write_llamafactory, write_pairs
 
 log = setup_logging(snakemake.log[0])
-result = build_pairs(read_jsonl(snakemake.input[0]), snakemake.params.pairing, snakemake.params.seed)
+records = [{**r, "prompt": to_messages(r["prompt"], snakemake.params.system_prompt)}
+           for r in read_jsonl(snakemake.input[0])]
+result = build_pairs(records, snakemake.params.pairing, snakemake.params.seed)
 write_pairs(result.rows, snakemake.output.parquet, snakemake.output.jsonl, result.conversational)
 write_llamafactory(result.rows, snakemake.output.llamafactory)
 name = f"juicebox_{snakemake.wildcards.exp}"

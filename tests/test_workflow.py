@@ -1,4 +1,4 @@
-"""The data half of the demo through Snakemake, on the CI-sized config: the contract files."""
+"""The demo through Snakemake on the CI-sized config, to results/eval.json: the contract files."""
 
 import json
 import math
@@ -50,7 +50,7 @@ def test_contract_files_and_ledger(demo, exp):
     pool, rejected, processed = lines(res / "pool/pool.jsonl"), lines(res / "pool/rejected.jsonl"), \
         lines(res / "processed/data.jsonl")
     stages = ledger["stages"]
-    assert list(stages) == ["pool", "process"]
+    assert list(stages) == ["pool", "process", "rollouts", "rewards", "pairs"]
     assert stages["pool"]["kept"] == len(pool) and stages["pool"]["rejected"] == len(rejected) > 0
     assert stages["process"]["in"] == len(pool) and stages["process"]["kept"] == len(processed)
     assert {r["id"] for r in processed} <= {r["id"] for r in pool}
@@ -103,6 +103,80 @@ def test_changed_k_reruns_only_refinement_and_what_follows(demo):
     (demo / "changed_k.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(demo, "--configfile", "changed_k.yaml", "-n")
     out = proc.stdout + proc.stderr
-    assert job_counts(out) == {"refine_recipe_ksigma": 1, "plot_thresholds": 1, "process_data": 1, "ledger": 1,
-                               "all": 1}, out[-3000:]
+    counts = job_counts(out)
+    assert {k: counts[k] for k in ("refine_recipe_ksigma", "plot_thresholds", "process_data", "sft", "train_dpo")} \
+        == {"refine_recipe_ksigma": 1, "plot_thresholds": 1, "process_data": 1, "sft": 1, "train_dpo": 1}, out[-3000:]
+    # ksigma's two shards; sft and dpo on two benchmarks (base does not depend on the data)
+    assert counts["rollout_shard"] == 2 and counts["evaluate"] == 4
+    assert not {"make_demo_data", "build_pool", "probe", "build_tiny_model"} & set(counts)
     assert "results/raw/" not in "".join(re.findall(r"output: .*", out))
+
+
+def test_eval_json_schema_and_provenance(demo):
+    summary = json.loads((demo / "results/eval.json").read_text())
+    assert set(summary) >= {"experiments", "ranking", "provenance"}
+    for exp in EXPERIMENTS:
+        entry = summary["experiments"][exp]
+        assert set(entry["benchmarks"]) == {"demo_math", "demo_caption"}
+        for bench, variants in entry["benchmarks"].items():
+            assert set(variants) == {"base", "sft", "dpo"}
+            for result in variants.values():
+                assert isinstance(result["n"], int) and result["n"] > 0
+                for metric, value in result["metrics"].items():
+                    lo, hi = result["ci95"][metric]
+                    assert lo <= hi and isinstance(value, float)
+        delta = entry["deltas"]["demo_math"]["pass@1"]
+        math_metrics = entry["benchmarks"]["demo_math"]
+        assert delta["dpo_vs_sft"] == pytest.approx(math_metrics["dpo"]["metrics"]["pass@1"]
+                                                    - math_metrics["sft"]["metrics"]["pass@1"])
+    values = [r["value"] for r in summary["ranking"]]
+    assert len(values) == 6 and values == sorted(values, reverse=True)
+    assert {r["metric"] for r in summary["ranking"]} == {"pass@1"}
+    prov = summary["provenance"]
+    assert len(prov["config_sha256"]) == 64 and prov["seed"] == 7 and prov["packages"]["trl"]
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_rescoring_predictions_with_math_verify_reproduces_accuracy(demo, exp):
+    from juicebox.scoring import gold_answer_math, math_correct
+
+    for variant in ("base", "sft", "dpo"):
+        rows = lines(demo / "results" / exp / "eval/demo_math" / f"{variant}.jsonl")
+        reported = json.loads((demo / "results" / exp / "eval/demo_math" / f"{variant}.json").read_text())
+        pass1 = statistics.fmean(statistics.fmean(math_correct(p, gold_answer_math(r["gold"])) for p in r["predictions"])
+                                 for r in rows)
+        assert pass1 == pytest.approx(reported["metrics"]["pass@1"])
+        assert all(len(r["predictions"]) == 2 for r in rows)
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_model_half_files(demo, exp):
+    import pyarrow.parquet as pq
+
+    res = demo / "results" / exp
+    rollouts = lines(res / "rollouts/rollouts.jsonl")
+    ledger = json.loads((res / "ledger.json").read_text())["stages"]
+    assert ledger["rollouts"]["kept"] == len(rollouts) == ledger["rewards"]["in"]
+    for record in rollouts:
+        assert len(record["samples"]) == 4 and record["sampling"]["n"] == 4
+        assert record["engine"]["type"] == "hf" and record["model"].endswith("sft/model")
+    assert len({r["id"] for r in rollouts}) == len(rollouts)
+    pairs = pq.read_table(res / "pairs/pairs.parquet").to_pylist()
+    assert pairs and all(p["chosen_reward"] > p["rejected_reward"] for p in pairs)
+    assert pairs[0]["prompt"][0]["role"] == "user" and pairs[0]["chosen"][0]["role"] == "assistant"
+    info = json.loads((res / "pairs/dataset_info.json").read_text())
+    assert next(iter(info.values()))["ranking"] is True
+    assert ledger["pairs"]["kept"] == len({p["prompt_id"] for p in pairs})
+    adapter = res / "train/adapter"
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    assert (res / "train/metrics.png").stat().st_size > 0
+
+
+def test_adapter_loads_with_peft(demo):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(demo / "results/ksigma/sft/model")
+    model = PeftModel.from_pretrained(base, demo / "results/ksigma/train/adapter")
+    assert model.peft_config["default"].r == 16
+    assert any("lora_A" in name for name, _ in model.named_parameters())

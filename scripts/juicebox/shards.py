@@ -85,15 +85,14 @@ class ShardFile:
 
     def _read_complete_lines(self) -> tuple[list[dict], int]:
         """Parsed complete lines and the byte length they span (a torn tail is dropped)."""
-        data = self.partial.read_bytes()
-        end = data.rfind(b"\n") + 1
-        lines = []
-        for raw in data[:end].splitlines():
+        lines, good_bytes = [], 0
+        for raw in self.partial.read_bytes().split(b"\n")[:-1]:  # after the last newline: a torn line
             try:
                 lines.append(json.loads(raw))
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON, or not UTF-8: keep the lines before it, redo the rest
                 break
-        return lines, end if len(lines) == data[:end].count(b"\n") else 0
+            good_bytes += len(raw) + 1
+        return lines, good_bytes
 
     @property
     def done(self) -> set[str]:

@@ -127,11 +127,12 @@ class OpenAIEngine:
             body["repetition_penalty"] = s.repetition_penalty
         return body
 
-    async def _acquire(self) -> Endpoint:
-        """The endpoint with the most free slots; wait while all are full."""
+    async def _acquire(self, avoid: list[Endpoint] | None = None) -> Endpoint:
+        """The endpoint with the most free slots, outside ``avoid`` while any is; wait while it is full."""
+        candidates = [e for e in self.endpoints if not any(e is a for a in avoid or [])] or self.endpoints
         async with self._free:
             while True:
-                endpoint = max(self.endpoints, key=lambda e: e.concurrency - e.in_flight)
+                endpoint = max(candidates, key=lambda e: e.concurrency - e.in_flight)
                 if endpoint.in_flight < endpoint.concurrency:
                     endpoint.in_flight += 1
                     return endpoint
@@ -150,8 +151,10 @@ class OpenAIEngine:
         body = self._body(prompt, n, seed)
         error = "no attempt"
         rng = random.Random(seed)
+        # A dead server fails at once, so it always has the most free slots: retry elsewhere.
+        failed_at: list[Endpoint] = []
         for attempt in range(self.retries + 1):
-            endpoint = await self._acquire()
+            endpoint = await self._acquire(failed_at)
             try:
                 async with session.post(f"{endpoint.url}/v1/chat/completions", json=body, headers=headers) as resp:
                     if resp.status == 200:
@@ -165,6 +168,9 @@ class OpenAIEngine:
                 error = f"{type(err).__name__} at {endpoint.url}: {err}"
             finally:
                 await self._release(endpoint)
+            failed_at.append(endpoint)
+            if len(failed_at) >= len(self.endpoints):  # every one failed: next round, this one last
+                failed_at = [endpoint]
             if attempt < self.retries:
                 delay = self.backoff * 2 ** attempt * (0.5 + rng.random())
                 log.info("retry %d/%d for %s in %.1f s (%s)", attempt + 1, self.retries, prompt.id, delay, error)

@@ -76,13 +76,17 @@ def server_commands(kind: str, model: str, adapter: str | None, tp: int, dp: int
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> None:
-    """Poll ``url/v1/models`` until it answers; fail early if the process exits."""
+    """Poll ``url/health`` until it answers; fail early if the process exits.
+
+    Not ``/v1/models``: ``transformers serve`` answers it with HTTP 500 while the Hugging Face
+    cache folder does not exist (it lists the models found there), though it serves fine.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServerFailed(f"server {url} exited with code {proc.returncode}; see {log_path}")
         try:
-            with urllib.request.urlopen(f"{url}/v1/models", timeout=2) as resp:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
                 if resp.status == 200:
                     return
         except OSError:
