@@ -78,7 +78,11 @@ def policy_model(wildcards):
 
 def variants(exp):
     """Model variants evaluated for an experiment."""
-    return ["base", "sft", "dpo"] if EXPERIMENTS[exp]["sft"]["enabled"] else ["base", "dpo"]
+    return (
+        ["base", "sft", "dpo"]
+        if EXPERIMENTS[exp]["sft"]["enabled"]
+        else ["base", "dpo"]
+    )
 
 
 def variant_inputs(wildcards):
@@ -87,7 +91,9 @@ def variant_inputs(wildcards):
         return {"model": base_model(wildcards)}
     if wildcards.variant == "sft":
         if not experiment(wildcards)["sft"]["enabled"]:
-            raise ValueError(f"experiment {wildcards.exp!r} has sft.enabled: false; it has no sft variant")
+            raise ValueError(
+                f"experiment {wildcards.exp!r} has sft.enabled: false; it has no sft variant"
+            )
         return {"model": f"results/{wildcards.exp}/sft/model"}
     return {
         "model": policy_model(wildcards),
@@ -138,4 +144,6 @@ def launcher(settings):
     if settings["launcher"] == "python":
         return "python"
     config_file = settings.get("accelerate_config")
-    return "accelerate launch" + (f" --config_file {shlex.quote(config_file)}" if config_file else "")
+    return "accelerate launch" + (
+        f" --config_file {shlex.quote(config_file)}" if config_file else ""
+    )

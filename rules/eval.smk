@@ -8,6 +8,8 @@ rule evaluate:
         "results/{exp}/logs/eval/{bench}-{variant}.log",
     benchmark:
         "results/{exp}/benchmarks/eval/{bench}-{variant}.tsv"
+    conda:
+        "../envs/eval.yaml"
     threads: lambda w: experiment(w)["eval"]["threads"]
     resources:
         mem_mb=8000,
@@ -17,8 +19,6 @@ rule evaluate:
         settings=lambda w: experiment(w)["eval"],
         seed=CONFIG["seed"],
         server_logs="results/{exp}/logs/eval/servers-{bench}-{variant}",
-    conda:
-        "../envs/eval.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -32,6 +32,8 @@ rule eval_summary:
         "results/logs/eval_summary.log",
     benchmark:
         "results/benchmarks/eval_summary.tsv"
+    conda:
+        "../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -42,7 +44,5 @@ rule eval_summary:
         ranking=CONFIG["ranking"],
         config=CONFIG,
         seed=CONFIG["seed"],
-    conda:
-        "../envs/io.yaml"
     script:
         "../scripts/eval_summary.py"

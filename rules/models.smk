@@ -8,6 +8,8 @@ rule build_tiny_model:
         "results/logs/build_tiny_model.log",
     benchmark:
         "results/benchmarks/build_tiny_model.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -15,8 +17,6 @@ rule build_tiny_model:
     params:
         spec=CONFIG["model_build"]["spec"],
         seed=CONFIG["seed"],
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/build_tiny_model.py"
 
@@ -30,14 +30,14 @@ rule download_model:
         "results/benchmarks/download_model/{slug}.tsv"
     wildcard_constraints:
         slug=r"[^/]+--[^/]+",
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=120,
     params:
         repo_id=lambda w: w.slug.replace("--", "/", 1),
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/download_model.py"
 
@@ -54,6 +54,8 @@ rule sft:
         "results/{exp}/logs/sft.log",
     benchmark:
         "results/{exp}/benchmarks/sft.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: lambda w: experiment(w)["sft"]["threads"]
     resources:
         mem_mb=8000,
@@ -63,8 +65,6 @@ rule sft:
         seed=CONFIG["seed"],
         launcher=lambda w: launcher(experiment(w)["sft"]),
         script=SCRIPTS / "train.py",
-    conda:
-        "../envs/train.yaml"
     shell:
         "{params.launcher} {params.script} sft --data {input.data} --model {input.model}"
         " --out {output.model} --metrics {output.metrics} --summary {output.summary}"

@@ -12,6 +12,8 @@ rule make_pairs:
         "results/{exp}/logs/make_pairs.log",
     benchmark:
         "results/{exp}/benchmarks/make_pairs.tsv"
+    conda:
+        "../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -20,7 +22,5 @@ rule make_pairs:
         pairing=lambda w: experiment(w)["pairing"],
         system_prompt=lambda w: experiment(w)["rollouts"]["system_prompt"],
         seed=CONFIG["seed"],
-    conda:
-        "../envs/io.yaml"
     script:
         "../scripts/make_pairs.py"

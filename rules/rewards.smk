@@ -9,6 +9,8 @@ rule reward_shard:
         "results/{exp}/logs/rewards/{shard}.log",
     benchmark:
         "results/{exp}/benchmarks/rewards/{shard}.tsv"
+    conda:
+        "../envs/eval.yaml"
     threads: lambda w: experiment(w)["rewards"]["threads"]
     resources:
         mem_mb=8000,
@@ -16,8 +18,6 @@ rule reward_shard:
     params:
         settings=lambda w: experiment(w)["rewards"],
         seed=CONFIG["seed"],
-    conda:
-        "../envs/eval.yaml"
     script:
         "../scripts/reward_shard.py"
 
@@ -34,11 +34,11 @@ rule gather_rewards:
         "results/{exp}/logs/gather_rewards.log",
     benchmark:
         "results/{exp}/benchmarks/gather_rewards.tsv"
+    conda:
+        "../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/io.yaml"
     script:
         "../scripts/gather_rewards.py"

@@ -8,6 +8,8 @@ rule rollout_shard:
         "results/{exp}/logs/rollouts/{shard}.log",
     benchmark:
         "results/{exp}/benchmarks/rollouts/{shard}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: lambda w: experiment(w)["rollouts"]["threads"]
     resources:
         mem_mb=8000,
@@ -16,8 +18,6 @@ rule rollout_shard:
         settings=lambda w: experiment(w)["rollouts"],
         seed=CONFIG["seed"],
         server_logs="results/{exp}/logs/rollouts/servers-{shard}",
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/rollout_shard.py"
 
@@ -33,6 +33,8 @@ rule gather_rollouts:
         "results/{exp}/logs/gather_rollouts.log",
     benchmark:
         "results/{exp}/benchmarks/gather_rollouts.tsv"
+    conda:
+        "../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -40,7 +42,5 @@ rule gather_rollouts:
     params:
         settings=lambda w: experiment(w)["rollouts"],
         seed=CONFIG["seed"],
-    conda:
-        "../envs/io.yaml"
     script:
         "../scripts/gather_rollouts.py"

@@ -10,6 +10,8 @@ rule train_dpo:
         "results/{exp}/logs/train_dpo.log",
     benchmark:
         "results/{exp}/benchmarks/train_dpo.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: lambda w: experiment(w)["train"]["threads"]
     resources:
         mem_mb=8000,
@@ -19,8 +21,6 @@ rule train_dpo:
         seed=CONFIG["seed"],
         launcher=lambda w: launcher(experiment(w)["train"]),
         script=SCRIPTS / "train.py",
-    conda:
-        "../envs/train.yaml"
     shell:
         "{params.launcher} {params.script} dpo --data {input.pairs} --model {input.model}"
         " --out {output.adapter} --metrics {output.metrics} --summary {output.summary}"
@@ -41,11 +41,11 @@ rule plot_training:
         "results/{exp}/logs/plot_training.log",
     benchmark:
         "results/{exp}/benchmarks/plot_training.tsv"
+    conda:
+        "../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/io.yaml"
     script:
         "../scripts/plot_training.py"

@@ -13,6 +13,7 @@ import sys
 import threading
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,8 @@ def juicebox_log(caplog, monkeypatch):
 def test_sampling_from_config_presets_and_overrides():
     s = Sampling.from_config({"preset": "qwen_ins", "n": 8, "temperature": 1.0, "max_tokens": 32}, seed=3)
     assert (s.preset, s.n, s.seed, s.max_tokens) == ("qwen_ins", 8, 3, 32)
-    assert (s.temperature, s.top_p, s.top_k, s.repetition_penalty) == (1.0, 0.8, 20, 1.05)  # only temperature overridden
+    # the preset's values, but the temperature given
+    assert (s.temperature, s.top_p, s.top_k, s.repetition_penalty) == (1.0, 0.8, 20, 1.05)
     assert not s.greedy
 
     think = Sampling.from_config({"preset": "qwen_think"}, seed=0)
@@ -175,13 +177,13 @@ def test_hf_engine_same_seed_same_answers_in_any_prompt_order(model_dir):
     first, _ = collect(HFEngine(model_dir, None, sampling, batch_size=4), items)
     again, _ = collect(HFEngine(model_dir, None, sampling, batch_size=4), items[::-1])
     assert again == first  # batches are formed by length and id, so input order does not matter
-    other_seed, _ = collect(HFEngine(model_dir, None, sampling.__class__(**{**sampling.to_dict(), "seed": 8}),
-                                     batch_size=4), items)
+    other_seed, _ = collect(HFEngine(model_dir, None, replace(sampling, seed=8), batch_size=4), items)
     assert other_seed != first
 
 
 def test_hf_engine_greedy_repeats_one_answer(model_dir):
-    engine = make_engine({"type": "hf", "batch_size": 3}, model_dir, None, Sampling(n=3, temperature=0.0, max_tokens=10))
+    greedy = Sampling(n=3, temperature=0.0, max_tokens=10)
+    engine = make_engine({"type": "hf", "batch_size": 3}, model_dir, None, greedy)
     samples, calls = collect(engine, prompts(5))
     assert sum(calls.values()) == 5
     for answers in samples.values():

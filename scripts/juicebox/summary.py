@@ -1,6 +1,7 @@
 """``results/eval.json``: every experiment's benchmark results side by side, deltas, ranking, provenance.
 
-Deltas between variants (``dpo_vs_base``, ``dpo_vs_sft``) and between experiments are
+Deltas between variants (``dpo_vs_base``, ``dpo_vs_sft``; intervals in ``deltas_ci95``) and
+between experiments (``comparisons``: a − b for every pair, benchmark, metric and variant) are
 differences of the reported metrics; their 95 % intervals come from a paired bootstrap over
 the benchmark's items (the same items are resampled for both sides), using each item's own
 score from the per-item predictions file. For corpus-level caption metrics (BLEU, METEOR) the
@@ -87,7 +88,7 @@ def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict,
                             items["dpo"], items[other], seed)
         out["experiments"][exp] = entry
     out["ranking"] = rank(out["experiments"], ranking)
-    out["comparisons"] = compare(results, ranking, seed, root)
+    out["comparisons"] = compare(results, seed, root)
     out["provenance"] = provenance(config, seed, repo)
     return out
 
@@ -102,18 +103,17 @@ def rank(experiments: dict, ranking: dict) -> list[dict]:
     return sorted(rows, key=lambda r: (-r["value"], r["experiment"], r["variant"]))
 
 
-def compare(results: dict, ranking: dict, seed: int, root: Path) -> list[dict]:
-    """Every pair of experiments on the primary metric, variant by variant, with paired bootstrap CIs."""
-    bench, metric = ranking["benchmark"], ranking["metric"]
+def compare(results: dict, seed: int, root: Path) -> list[dict]:
+    """Every pair of experiments on every benchmark metric, variant by variant, with paired bootstrap CIs."""
     out = []
     for a, b in itertools.combinations(sorted(results), 2):
-        if bench not in results[a] or bench not in results[b]:
-            continue
-        for variant in [v for v in results[a][bench] if v in results[b][bench]]:
-            ma = read_json(root / a / "eval" / bench / f"{variant}.json")["metrics"][metric]
-            mb = read_json(root / b / "eval" / bench / f"{variant}.json")["metrics"][metric]
-            ia = per_item(root / a / "eval" / bench / f"{variant}.jsonl", metric)
-            ib = per_item(root / b / "eval" / bench / f"{variant}.jsonl", metric)
-            out.append({"benchmark": bench, "metric": metric, "variant": variant, "a": a, "b": b,
-                        "delta": ma - mb, "ci95": paired_delta_ci(ia, ib, seed)})
+        for bench in [x for x in results[a] if x in results[b]]:
+            for variant in [v for v in results[a][bench] if v in results[b][bench]]:
+                ma = read_json(root / a / "eval" / bench / f"{variant}.json")["metrics"]
+                mb = read_json(root / b / "eval" / bench / f"{variant}.json")["metrics"]
+                for metric in [m for m in ma if m in mb]:
+                    ia = per_item(root / a / "eval" / bench / f"{variant}.jsonl", metric)
+                    ib = per_item(root / b / "eval" / bench / f"{variant}.jsonl", metric)
+                    out.append({"benchmark": bench, "metric": metric, "variant": variant, "a": a, "b": b,
+                                "delta": ma[metric] - mb[metric], "ci95": paired_delta_ci(ia, ib, seed)})
     return out

@@ -57,6 +57,11 @@ class OpenAIEngine:
         if launch:
             from .servers import launch as launch_servers
 
+            if launch.get("kind", "transformers") == "transformers" and (sampling.top_k or sampling.repetition_penalty != 1.0):
+                # transformers serve answers 422 "Unexpected fields" to these: fail before launching.
+                raise ValueError(f"sampling preset {sampling.preset!r} sets top_k/repetition_penalty, which "
+                                 "`transformers serve` refuses; use preset custom or greedy with it, or vllm")
+
             urls, name = self._stack.enter_context(launch_servers(
                 launch.get("kind", "transformers"), model, adapter, log_dir,
                 tensor_parallel_size=launch.get("tensor_parallel_size", 1),
