@@ -299,3 +299,11 @@ def test_caption_missing_image_names_line(tmp_path):
     with pytest.raises(BenchmarkError, match=r"cap\.jsonl:2: image not found"):
         CaptionBenchmark("cap", path=str(path)).load()
     assert len(CaptionBenchmark("cap", path=str(path), limit=1).load()) == 1
+
+
+def test_caption_bleu_intervals_contain_the_corpus_bleu(scored_captions):
+    """Corpus BLEU is not the mean of per-item BLEU: its interval is recomputed per resample."""
+    _, _, metrics = scored_captions
+    for n in range(1, 5):
+        lo, hi = metrics["ci95"][f"BLEU-{n}"]
+        assert lo <= metrics["metrics"][f"BLEU-{n}"] <= hi

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence, TypedDict
 
 from .io import read_jsonl
-from .scoring import (CAPTION_METRICS, bootstrap_ci, caption_scores, gold_answer_math, math_judge,
+from .scoring import (CAPTION_METRICS, bleu_bootstrap_ci, bootstrap_ci, caption_scores, gold_answer_math, math_judge,
                       pass_at_k)
 from .sources import RawItem, SourceError, SourceSpec, read_items
 
@@ -397,8 +397,13 @@ class CaptionBenchmark(Benchmark):
                  "score": per_item_scores[item["id"]]} for item in items]
         per_item = {name: [per_item_scores[item["id"]][name] for item in items] for name in CAPTION_METRICS}
         samples = [len(by_id[item["id"]]) for item in items]
-        return rows, self.summary(len(items), corpus, per_item, seed, samples,
-                                  "mean of per-item scores of the first prediction (metrics are corpus scores)")
+        summary = self.summary(len(items), corpus, per_item, seed, samples,
+                               "BLEU-n: corpus BLEU recomputed per resample; other metrics: mean of per-item "
+                               "scores of the first prediction (METEOR's corpus score pools statistics, so "
+                               "its interval is approximate)")
+        bleu = bleu_bootstrap_ci(first, {item["id"]: list(item["gold"]) for item in items}, seed, self.n_resamples)
+        summary["ci95"].update({name: list(bounds) for name, bounds in bleu.items()})
+        return rows, summary
 
 
 # --- multiple choice ---------------------------------------------------------------------

@@ -48,11 +48,22 @@ def metrics_callback(path: Path, columns: list[str]):
 
 
 def latest_checkpoint(folder: Path) -> str | None:
-    """The newest ``checkpoint-N`` folder, or None."""
+    """The newest complete ``checkpoint-N`` folder, or None; half-written ones are removed.
+
+    The Trainer writes ``trainer_state.json`` last, so a checkpoint without it was cut short by
+    a kill and cannot be resumed from.
+    """
     if not folder.is_dir():
         return None
-    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
-    return str(found[-1]) if found else None
+    complete = []
+    for path in folder.glob("checkpoint-*"):
+        if (path / "trainer_state.json").is_file():
+            complete.append(path)
+        else:
+            log.warning("removing %s: written only in part (the job was killed while saving)", path)
+            shutil.rmtree(path)
+    complete.sort(key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    return str(complete[-1]) if complete else None
 
 
 def common_args(settings: dict, output_dir: Path, seed: int) -> dict:
@@ -149,11 +160,23 @@ def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dic
     return {"pairs": len(dataset), **result}
 
 
+def drop_rows_after(metrics: Path, step: int) -> None:
+    """Forget the metrics of steps after ``step``: a resumed run logs them again."""
+    if not metrics.exists():
+        return
+    with open(metrics, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+    with atomic_open(metrics) as handle:
+        handle.write("\n".join(kept) + "\n")
+
+
 def _train(trainer, ckpt_dir: Path, metrics: Path) -> dict:
     """Run ``trainer`` from the newest checkpoint if there is one (a fresh metrics CSV otherwise)."""
     resume = latest_checkpoint(ckpt_dir)
     if resume:
         log.info("resuming from %s", resume)
+        drop_rows_after(metrics, int(resume.rsplit("-", 1)[1]))
     elif metrics.exists():
         metrics.unlink()
     output = trainer.train(resume_from_checkpoint=resume)
