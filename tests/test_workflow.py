@@ -180,3 +180,13 @@ def test_adapter_loads_with_peft(demo):
     model = PeftModel.from_pretrained(base, demo / "results/ksigma/train/adapter")
     assert model.peft_config["default"].r == 16
     assert any("lora_A" in name for name, _ in model.named_parameters())
+
+
+def test_a_hub_model_is_downloaded_by_its_own_rule(workdir):
+    cfg = yaml.safe_load((workdir / CONFIG).read_text())
+    cfg["experiments"]["raw"]["model"] = "Qwen/Qwen2.5-0.5B-Instruct"
+    (workdir / "hub.yaml").write_text(yaml.safe_dump(cfg))
+    out = run_snakemake(workdir, "--configfile", "hub.yaml", "-n").stdout
+    counts = job_counts(out)
+    assert counts["download_model"] == 1 and counts["build_tiny_model"] == 1  # ksigma still uses tiny
+    assert "resources/models/Qwen--Qwen2.5-0.5B-Instruct" in out
