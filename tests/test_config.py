@@ -73,3 +73,16 @@ def test_mix_weights_need_a_size():
     cfg["experiments"]["raw"] = {"pool": {"mix": {"weights": {"math": 1}}}}
     with pytest.raises(ConfigError, match=r"experiments\.raw\.pool\.mix: 'size' is a dependency of 'weights'"):
         resolve(cfg, SCHEMA)
+
+
+def test_a_block_of_another_type_replaces_the_default_instead_of_merging(tmp_path):
+    cfg = {"defaults": {"sources": [{"path": "a.jsonl"}], "recipe": "r.yaml",
+                        "rollouts": {"engine": {"type": "hf", "batch_size": 64}},
+                        "pairing": {"type": "all_pairs", "min_margin": 0.5}},
+           "experiments": {"same": {"rollouts": {"engine": {"batch_size": 8}}},
+                           "other": {"rollouts": {"engine": {"type": "openai", "endpoints": ["http://x"]}},
+                                     "pairing": {"type": "rlaifv", "rank": 2}}}}
+    resolved = resolve(cfg, str(SCHEMA))["experiments"]
+    assert resolved["same"]["rollouts"]["engine"] == {"type": "hf", "batch_size": 8}
+    assert resolved["other"]["rollouts"]["engine"] == {"type": "openai", "endpoints": ["http://x"]}
+    assert resolved["other"]["pairing"] == {"type": "rlaifv", "rank": 2}

@@ -86,10 +86,15 @@ def validate(instance: Any, schema: dict, prefix: tuple = ()) -> None:
 
 
 def deep_merge(base: dict, override: dict) -> dict:
-    """``override`` laid over ``base``: mappings merge key by key, everything else is replaced."""
+    """``override`` laid over ``base``: mappings merge key by key, everything else is replaced.
+
+    A mapping that names a different ``type:`` (an engine, a pairing strategy) replaces the base
+    mapping instead: the keys of one type mean nothing to another.
+    """
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and \
+                value.get("type", out[key].get("type")) == out[key].get("type"):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
