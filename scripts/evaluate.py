@@ -1,7 +1,7 @@
 """Rule evaluate: one model variant on one benchmark; per-item predictions and metrics."""
 
 from juicebox.benchmarks import load_benchmark
-from juicebox.engines import Prompt, Sampling, make_engine, to_messages
+from juicebox.engines import Prompt, Sampling, job_engine_config, make_engine, to_messages
 from juicebox.io import setup_logging, write_json, write_jsonl
 
 log = setup_logging(snakemake.log[0])
@@ -10,11 +10,7 @@ bench = load_benchmark(snakemake.wildcards.bench, snakemake.params.bench)
 items = bench.load()
 sampling = Sampling.from_config(settings["sampling"], seed=snakemake.params.seed)
 adapter = snakemake.input.get("adapter")
-engine_cfg = dict(settings["engine"])
-if engine_cfg["type"] == "openai":
-    engine_cfg["log_dir"] = snakemake.params.server_logs
-else:
-    engine_cfg.setdefault("threads", snakemake.threads)
+engine_cfg = job_engine_config(settings["engine"], snakemake.threads, snakemake.params.server_logs)
 log.info("%s / %s: %d items, model %s, adapter %s", snakemake.wildcards.bench, snakemake.wildcards.variant,
          len(items), snakemake.input.model, adapter)
 

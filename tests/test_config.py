@@ -86,3 +86,4 @@ def test_a_block_of_another_type_replaces_the_default_instead_of_merging(tmp_pat
     assert resolved["same"]["rollouts"]["engine"] == {"type": "hf", "batch_size": 8}
     assert resolved["other"]["rollouts"]["engine"] == {"type": "openai", "endpoints": ["http://x"]}
     assert resolved["other"]["pairing"] == {"type": "rlaifv", "rank": 2}
+

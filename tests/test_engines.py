@@ -129,7 +129,7 @@ def test_sampling_unknown_preset_names_the_known_ones():
 
 
 def test_make_engine_unknown_type():
-    with pytest.raises(ValueError, match=r"unknown engine type 'sglang'; known: hf, openai"):
+    with pytest.raises(ValueError, match=r"unknown engine type 'sglang'; known types: hf, openai"):
         make_engine({"type": "sglang"}, "model", None, Sampling())
 
 

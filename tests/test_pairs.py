@@ -144,7 +144,7 @@ def test_bad_samples_raise_with_the_prompt_id():
 
 
 def test_config_errors_say_what_was_expected():
-    with pytest.raises(ValueError, match="unknown type 'best'"):
+    with pytest.raises(ValueError, match="pairing: unknown pairing type 'best'; known types: all_pairs, best_vs_worst, rlaifv"):
         make_strategy({"type": "best"})
     with pytest.raises(ValueError, match=r"does not take \['rank'\]"):
         make_strategy({"type": "all_pairs", "rank": 3, "near_identical": 0.9})

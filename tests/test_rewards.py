@@ -450,7 +450,7 @@ def test_combined_none_is_never_zero(reward_file):
 
 
 def test_combined_config_errors(reward_file):
-    with pytest.raises(ValueError, match="unknown type 'bleu'"):
+    with pytest.raises(ValueError, match="rewards: unknown reward type 'bleu'; known types: dpo_implicit, judge, python"):
         CombinedReward([{"type": "bleu"}])
     with pytest.raises(ValueError, match=r"does not take \['metrik'\]"):
         CombinedReward([{"type": "reference_caption", "metrik": "CIDEr"}])

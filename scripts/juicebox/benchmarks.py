@@ -18,16 +18,18 @@ import logging
 import re
 import string
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence, TypedDict
+from typing import Any, ClassVar, Sequence, TypedDict
 
 from .io import read_jsonl
+from .registry import Registry
 from .scoring import (CAPTION_METRICS, bleu_bootstrap_ci, bootstrap_ci, caption_scores, gold_answer_math, math_judge,
                       pass_at_k)
 from .sources import RawItem, SourceError, SourceSpec, read_items
 
 log = logging.getLogger("juicebox")
 
-BENCHMARKS: dict[str, type["Benchmark"]] = {}
+BENCHMARKS = Registry("benchmark")
+register = BENCHMARKS.register
 FILE_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 CI_ALPHA = 0.05
 
@@ -45,24 +47,11 @@ class Item(TypedDict):
     meta: dict[str, Any]
 
 
-def register(name: str) -> Callable[[type["Benchmark"]], type["Benchmark"]]:
-    """Class decorator: make ``type: <name>`` in a benchmark config resolve to the class."""
-    def decorate(cls: type[Benchmark]) -> type[Benchmark]:
-        if name in BENCHMARKS:
-            raise ValueError(f"benchmark type {name!r} is registered twice")
-        cls.type = name
-        BENCHMARKS[name] = cls
-        return cls
-    return decorate
-
-
 def load_benchmark(name: str, config: dict) -> "Benchmark":
     """Build the benchmark ``name`` from its config entry (``type`` picks the class)."""
     options = dict(config)
     kind = options.pop("type", None)
-    if kind not in BENCHMARKS:
-        raise BenchmarkError(f"benchmark {name!r}: unknown type {kind!r}; known types: {', '.join(sorted(BENCHMARKS))}")
-    return BENCHMARKS[kind](name, **options)
+    return BENCHMARKS.lookup(kind, f"benchmark {name!r}", BenchmarkError)(name, **options)
 
 
 class Benchmark:

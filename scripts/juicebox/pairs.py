@@ -41,13 +41,14 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .io import atomic_path, write_jsonl
 from .ledger import stage as ledger_stage
+from .registry import Registry
 
 # Why a prompt produced no pairs, in the order the steps run (also the order in the ledger).
 REASONS = ("no_samples", "single_sample", "equal_rewards", "below_margin", "rank_disagreement",
@@ -140,17 +141,8 @@ class PairStrategy:
         raise NotImplementedError
 
 
-STRATEGIES: dict[str, type[PairStrategy]] = {}
-
-
-def register(name: str) -> Callable[[type[PairStrategy]], type[PairStrategy]]:
-    """Class decorator: make ``type: <name>`` in the pairing config resolve to the class."""
-    def add(cls: type[PairStrategy]) -> type[PairStrategy]:
-        if name in STRATEGIES:
-            raise ValueError(f"pairing strategy {name!r} is registered twice")
-        STRATEGIES[name] = cls
-        return cls
-    return add
+STRATEGIES = Registry("pairing")
+register = STRATEGIES.register
 
 
 def _check_cap(value: int | None) -> int | None:
@@ -269,9 +261,7 @@ class RlaifV(PairStrategy):
 def make_strategy(config: dict) -> PairStrategy:
     """The strategy named by ``config["type"]``, built from its own keys (shared keys skipped)."""
     name = config.get("type")
-    if name not in STRATEGIES:
-        raise ValueError(f"pairing: unknown type {name!r}; known types are {sorted(STRATEGIES)}")
-    cls = STRATEGIES[name]
+    cls = STRATEGIES.lookup(name, "pairing")
     own = {k: v for k, v in config.items() if k != "type" and k not in SHARED_KEYS}
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(own) - set(accepted))

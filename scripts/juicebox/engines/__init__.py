@@ -16,7 +16,10 @@ import hashlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
-ENGINES: dict[str, type] = {}
+from ..registry import Registry
+
+ENGINES = Registry("engine")
+register = ENGINES.register
 
 # Sampling presets, as in the DeepVision toolkit: the generation_config values the model
 # families publish (Qwen2.5-Instruct, Qwen3 thinking mode, Xiaomi MiMo).
@@ -26,15 +29,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "qwen_think": {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "repetition_penalty": 1.0},
     "mimo": {"temperature": 0.6, "top_p": 0.95, "top_k": 0, "repetition_penalty": 1.0},
 }
-
-
-def register(name: str):
-    """Class decorator: make an engine available as ``type: <name>``."""
-    def wrap(cls):
-        ENGINES[name] = cls
-        cls.type = name
-        return cls
-    return wrap
 
 
 @dataclass(frozen=True)
@@ -99,12 +93,19 @@ def stable_seed(*parts: Any) -> int:
 OnDone = Callable[[Prompt, list[dict]], None]
 
 
+def job_engine_config(cfg: dict, threads: int, server_logs: str) -> dict:
+    """An engine config for one job: ``hf`` uses the job's threads, launched servers log under the job."""
+    out = dict(cfg)
+    if out.get("type", "hf") == "hf":
+        out.setdefault("threads", threads)
+    else:
+        out.setdefault("log_dir", server_logs)
+    return out
+
+
 def make_engine(cfg: dict, model: str, adapter: str | None, sampling: Sampling):
     """Build the engine named by ``cfg["type"]`` with the rest of ``cfg`` as its options."""
     from . import hf, openai  # noqa: F401  (registers the engines)
 
     options = {k: v for k, v in cfg.items() if k != "type"}
-    kind = cfg.get("type", "hf")
-    if kind not in ENGINES:
-        raise ValueError(f"unknown engine type {kind!r}; known: {', '.join(sorted(ENGINES))}")
-    return ENGINES[kind](model=model, adapter=adapter, sampling=sampling, **options)
+    return ENGINES.lookup(cfg.get("type", "hf"))(model=model, adapter=adapter, sampling=sampling, **options)

@@ -35,26 +35,18 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
+
+from ..registry import Registry
 
 log = logging.getLogger("juicebox")
 
-REWARDS: dict[str, type["Reward"]] = {}
+REWARDS = Registry("reward")
+register = REWARDS.register
 # Spec keys that belong to CombinedReward, not to the reward class.
 SPEC_KEYS = ("type", "name", "weight")
 
 Scores = list[list[tuple[float | None, dict]]]
-
-
-def register(name: str) -> Callable[[type["Reward"]], type["Reward"]]:
-    """Class decorator: make ``type: <name>`` in a reward spec resolve to the class."""
-    def add(cls: type[Reward]) -> type[Reward]:
-        if name in REWARDS:
-            raise ValueError(f"reward type {name!r} is registered twice")
-        REWARDS[name] = cls
-        cls.type = name
-        return cls
-    return add
 
 
 @dataclass(frozen=True)
@@ -175,9 +167,7 @@ def _checked(value: Any, details: dict) -> tuple[float | None, dict]:
 def make_reward(spec: dict, context: RewardContext | None = None) -> Reward:
     """The reward named by ``spec["type"]``, built from its own keys (``name``/``weight`` skipped)."""
     kind = spec.get("type")
-    if kind not in REWARDS:
-        raise ValueError(f"rewards: unknown type {kind!r}; known types are {sorted(REWARDS)}")
-    cls = REWARDS[kind]
+    cls = REWARDS.lookup(kind, "rewards")
     own = {k: v for k, v in spec.items() if k not in SPEC_KEYS}
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "context")]
     unknown = sorted(set(own) - set(accepted))
