@@ -31,7 +31,7 @@ lint: venv
 	$(BIN)/snakefmt --check .
 
 dag: venv
-	$(BIN)/snakemake --rulegraph | dot -Tsvg > rulegraph.svg
+	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
 
 clean:
 	rm -rf results .snakemake

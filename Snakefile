@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/demo_data.smk"
 include: "rules/pool.smk"
@@ -21,6 +24,7 @@ include: "rules/pairs.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/ledger.smk"
+include: "rules/report.smk"
 
 
 rule all:

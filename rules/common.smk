@@ -6,6 +6,7 @@ from pathlib import Path
 SCRIPTS = Path(workflow.basedir) / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
+from juicebox import cluster  # noqa: E402
 from juicebox.config import resolve  # noqa: E402
 from juicebox.models import is_hub_id, model_slug  # noqa: E402
 from juicebox.shards import shard_names  # noqa: E402
@@ -129,21 +130,46 @@ def eval_outputs():
     ]
 
 
+def report_figures():
+    """The figures rules/report.smk adds for `snakemake --report`: per experiment, and per benchmark."""
+    return [
+        f"results/{exp}/{figure}"
+        for exp in EXPERIMENTS
+        for figure in ("processed/ops.png", "rewards/rewards.png", "pairs/margins.png")
+    ] + [
+        f"results/eval_{bench}.png"
+        for bench in dict.fromkeys(b for exp in EXPERIMENTS for b in benchmarks(exp))
+    ]
+
+
 def final_outputs():
-    """Everything `snakemake` builds by default: results/eval.json and the per-experiment ledgers."""
+    """Everything `snakemake` builds by default: results/eval.json, the per-experiment ledgers, figures."""
     return (
         ["results/eval.json"]
         + [f"results/{exp}/ledger.json" for exp in EXPERIMENTS]
         + data_outputs()
         + [f"results/{exp}/train/metrics.png" for exp in EXPERIMENTS]
+        + report_figures()
     )
 
 
+# --- GPU resources and environments (juicebox.cluster; the slurm profile makes them sbatch flags) ---
+
+ACCELERATE_PRESETS = Path(workflow.basedir) / "resources" / "accelerate"
+
+
+def engine_env(stage, cpu_env):
+    """Conda env of a rollout/eval job: envs/vllm.yaml when its engine launches vLLM servers."""
+    return lambda w: f"../{cluster.engine_env(experiment(w)[stage], cpu_env)}"
+
+
+def reward_gpus(wildcards):
+    """A reward shard wants a GPU when one of its rewards runs a model."""
+    return cluster.reward_gpus(experiment(wildcards)["rewards"]["functions"])
+
+
 def launcher(settings):
-    """How a training script is started: plain python, or accelerate launch with its config."""
-    if settings["launcher"] == "python":
-        return "python"
-    config_file = settings.get("accelerate_config")
-    return "accelerate launch" + (
-        f" --config_file {shlex.quote(config_file)}" if config_file else ""
+    """How a training script is started (python, accelerate launch, or srun over nodes)."""
+    return cluster.launcher(
+        settings, ACCELERATE_PRESETS, SCRIPTS / "accelerate_multinode.sh"
     )

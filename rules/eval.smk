@@ -9,11 +9,12 @@ rule evaluate:
     benchmark:
         "results/{exp}/benchmarks/eval/{bench}-{variant}.tsv"
     conda:
-        "../envs/eval.yaml"
+        engine_env("eval", "envs/eval.yaml")
     threads: lambda w: experiment(w)["eval"]["threads"]
     resources:
         mem_mb=8000,
         runtime=240,
+        gpu=lambda w: cluster.engine_gpus(experiment(w)["eval"]),
     params:
         bench=lambda w: experiment(w)["eval"]["benchmarks"][w.bench],
         settings=lambda w: experiment(w)["eval"],

@@ -60,6 +60,14 @@ rule sft:
     resources:
         mem_mb=8000,
         runtime=240,
+        gpu=lambda w: cluster.train_gpus(experiment(w)["sft"]),
+        nodes=lambda w: experiment(w)["sft"]["nodes"],
+        # Several nodes: the job's shell calls srun itself (one launcher per node).
+        mpi=lambda w: cluster.multinode(experiment(w)["sft"], "srun"),
+        tasks=lambda w: cluster.multinode(
+            experiment(w)["sft"], experiment(w)["sft"]["nodes"]
+        ),
+        tasks_per_gpu=lambda w: cluster.multinode(experiment(w)["sft"], 0),
     params:
         settings=lambda w: json.dumps(experiment(w)["sft"]),
         seed=CONFIG["seed"],

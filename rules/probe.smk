@@ -27,7 +27,13 @@ rule plot_thresholds:
         recipe=lambda w: experiment(w)["recipe"],
         refined="results/{exp}/recipe/refined.yaml",
     output:
-        directory("results/{exp}/probe/histograms"),
+        report(
+            directory("results/{exp}/probe/histograms"),
+            patterns=["{stat}.png"],
+            caption="../report/histograms.rst",
+            category="1. Probe: k-sigma thresholds",
+            subcategory="{exp}",
+        ),
     log:
         "results/{exp}/logs/plot_thresholds.log",
     benchmark:

@@ -15,6 +15,7 @@ rule reward_shard:
     resources:
         mem_mb=8000,
         runtime=240,
+        gpu=reward_gpus,
     params:
         settings=lambda w: experiment(w)["rewards"],
         seed=CONFIG["seed"],

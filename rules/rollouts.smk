@@ -9,11 +9,12 @@ rule rollout_shard:
     benchmark:
         "results/{exp}/benchmarks/rollouts/{shard}.tsv"
     conda:
-        "../envs/train.yaml"
+        engine_env("rollouts", "envs/train.yaml")
     threads: lambda w: experiment(w)["rollouts"]["threads"]
     resources:
         mem_mb=8000,
         runtime=240,
+        gpu=lambda w: cluster.engine_gpus(experiment(w)["rollouts"]),
     params:
         settings=lambda w: experiment(w)["rollouts"],
         seed=CONFIG["seed"],

@@ -16,6 +16,14 @@ rule train_dpo:
     resources:
         mem_mb=8000,
         runtime=480,
+        gpu=lambda w: cluster.train_gpus(experiment(w)["train"]),
+        nodes=lambda w: experiment(w)["train"]["nodes"],
+        # Several nodes: the job's shell calls srun itself (one launcher per node).
+        mpi=lambda w: cluster.multinode(experiment(w)["train"], "srun"),
+        tasks=lambda w: cluster.multinode(
+            experiment(w)["train"], experiment(w)["train"]["nodes"]
+        ),
+        tasks_per_gpu=lambda w: cluster.multinode(experiment(w)["train"], 0),
     params:
         settings=lambda w: json.dumps(experiment(w)["train"]),
         seed=CONFIG["seed"],
@@ -36,7 +44,12 @@ rule plot_training:
         ),
         dpo="results/{exp}/train/metrics.csv",
     output:
-        "results/{exp}/train/metrics.png",
+        report(
+            "results/{exp}/train/metrics.png",
+            caption="../report/training.rst",
+            category="5. Training",
+            subcategory="{exp}",
+        ),
     log:
         "results/{exp}/logs/plot_training.log",
     benchmark:

@@ -60,6 +60,13 @@ def test_analyze_returns_stats_in_pool_order(tmp_path):
     assert stats[1]["stats"]["text_len"] == len("What is 4 plus 5?") and stats[1]["stats"]["num_words"] == 3  # Data-Juicer drops "4" and "5?"
 
 
+def test_the_probe_leaves_out_ops_that_only_run_on_ray(tmp_path):
+    # A recipe for dj.executor: ray; the Analyzer runs on the default executor, which cannot run this op.
+    path = recipe(tmp_path, [{"text_length_filter": {"min_len": 5}}, {"ray_document_deduplicator": None}])
+    stats = dj.analyze(records(), path, str(tmp_path / "scratch"), np=1)
+    assert [s["stats"] for s in stats] == [{"text_len": len(r["prompt"])} for r in records()]
+
+
 def test_demo_recipe_gives_what_upstream_dj_process_gives(tmp_path):
     """The demo recipe run by Juicebox keeps exactly the records upstream's own CLI keeps."""
     import json
@@ -100,3 +107,56 @@ def test_a_mapper_that_splits_records_gets_unique_ids(tmp_path):
     assert counts[0]["in"] == 2 and counts[0]["kept"] == len(kept) > 2
     assert len({r["id"] for r in kept}) == len(kept)
     assert [r["id"] for r in kept][:2] == ["r0", "r0#s1"]
+
+
+def test_ray_executor_keeps_and_counts_what_the_default_executor_does(tmp_path):
+    """dj.executor: ray on a private local Ray (2 CPUs, no dashboard): the same per-op counts and the
+    same kept records in the same order, with the pool split into 4 Ray blocks."""
+    import os
+
+    import ray
+
+    pool = [{**r, "id": f"{r['id']}-{copy}", "prompt": r["prompt"] + " and more" * (copy % 3)}
+            for copy in range(6) for r in records()]
+    path = recipe(tmp_path, [{"clean_html_mapper": None}, {"text_length_filter": {"min_len": 5}},
+                             {"words_num_filter": {"min_num": 5}}], override_num_blocks=4)
+    default = dj.process(pool, path, str(tmp_path / "scratch"), np=1)
+    on_ray = dj.process(pool, path, str(tmp_path / "scratch"), np=2, executor="ray", ray_address="local")
+    assert on_ray == default
+    kept, counts = on_ray
+    assert counts == [{"op": "clean_html_mapper", "in": 30, "kept": 30}, {"op": "text_length_filter", "in": 30, "kept": 28},
+                      {"op": "words_num_filter", "in": 28, "kept": 18}]  # "x" is too short; numbers are no words
+    assert [r["id"] for r in kept][:6] == ["r0-1", "r1-1", "r2-1", "r4-1", "r0-2", "r1-2"]
+    assert kept[0]["prompt"] == "What is 2 plus 3? and more" and kept[0]["meta"] == {"k": [0]}
+    assert not ray.is_initialized() and "RAY_JOB" not in os.environ  # the local Ray is stopped, the process is no Ray job
+    assert not list((tmp_path / "scratch").iterdir())
+
+
+def test_ray_executor_refuses_ops_without_ray_support_before_starting_ray(tmp_path):
+    path = recipe(tmp_path, [{"text_length_filter": {"min_len": 5}}, {"document_deduplicator": None}])
+    with pytest.raises(ValueError, match=r"\['document_deduplicator'\] do not run on Data-Juicer's Ray executor; "
+                                         r"use their ray_\* counterparts"):
+        dj.process(records(), path, str(tmp_path / "scratch"), np=1, executor="ray", ray_address="local")
+
+
+def test_on_ray_an_op_that_raises_fails_with_its_name_and_workers_install_nothing(tmp_path, monkeypatch):
+    """A (custom) op reaches for a missing package only on the Ray workers: upstream would pip/uv-install
+    it there, and skip_op_error: true would then skip the op."""
+    package = tmp_path / "jb_custom_ops"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from data_juicer.ops.base_op import OPERATORS, Mapper\n"
+        "from data_juicer.utils.lazy_loader import LazyLoader\n"
+        "missing = LazyLoader('jb_no_such_package')\n\n\n"
+        "@OPERATORS.register_module('jb_lazy_mapper')\n"
+        "class JbLazyMapper(Mapper):\n"
+        "    def process_single(self, sample):\n"
+        "        missing.version\n"
+        "        return sample\n")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # were the refusal missing, the install would fail here instead of
+    monkeypatch.setenv("UV_OFFLINE", "1")  # changing the venv (the local Ray's workers inherit these)
+    path = recipe(tmp_path, [{"text_length_filter": {"min_len": 1}}, {"jb_lazy_mapper": None}],
+                  skip_op_error=True, custom_operator_paths=[str(package)])
+    with pytest.raises(dj.OpFailed, match=r"(?s)op #1 'jb_lazy_mapper' failed: .*Data-Juicer wanted to install "
+                                          r"'jb.no.such.package' at run time"):
+        dj.process(records(), path, str(tmp_path / "scratch"), np=1, executor="ray", ray_address="local")

@@ -1,35 +1,57 @@
-"""Conda env files agree with requirements.txt; every rule has log, benchmark, conda, threads, resources."""
+"""Conda env files agree with the requirement files; every rule has log, benchmark, conda, threads,
+resources and existing envs; the accelerate configs load with accelerate's own loader."""
 
 import re
 
+import pytest
 import yaml
 
 from conftest import ROOT
 
+# Per env, the requirement file whose pins replace requirements.txt's: what vLLM forces, what only
+# GPU nodes install.
+ENV_REQUIREMENTS = {"vllm.yaml": "requirements-vllm.txt", "train.yaml": "requirements-gpu.txt"}
 
-def requirement_pins():
+
+def requirement_pins(name="requirements.txt"):
     pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+    for line in (ROOT / name).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            name, version = line.split("==")
-            pins[name.lower()] = version
+            assert re.fullmatch(r"[\w.-]+==[\w.+!]+", line), f"{name}: {line!r} is not an exact pin"
+            package, version = line.split("==")
+            pins[package.lower()] = version
     return pins
 
 
 def test_env_files_pin_the_same_versions_as_requirements():
-    pins = requirement_pins()
+    base = requirement_pins()
     envs = sorted((ROOT / "envs").glob("*.yaml"))
-    assert envs
+    assert set(ENV_REQUIREMENTS) <= {env.name for env in envs}
     for env in envs:
+        source = ENV_REQUIREMENTS.get(env.name)
+        overrides = requirement_pins(source) if source else {}
         spec = yaml.safe_load(env.read_text())
         deps = spec["dependencies"]
         python = next(d for d in deps if isinstance(d, str) and d.startswith("python="))
         assert tuple(int(x) for x in python.split("=")[1].split(".")[:2]) >= (3, 10), env.name
         pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+        listed = {}
         for entry in pip:
             name, version = entry.split("==")
-            assert pins.get(name.lower()) == version, f"{env.name}: {entry} vs requirements.txt {pins.get(name.lower())}"
+            listed[name.lower()] = version
+            if name.lower() in overrides:
+                assert overrides[name.lower()] == version, f"{env.name}: {entry} vs {source} {overrides[name.lower()]}"
+            else:
+                assert base.get(name.lower()) == version, f"{env.name}: {entry} vs requirements.txt {base.get(name.lower())}"
+        missing = {name: version for name, version in overrides.items() if listed.get(name) != version}
+        assert not missing, f"{env.name} lacks {source} pins {missing}"
+
+
+def test_cluster_envs_hold_vllm_and_deepspeed():
+    assert "vllm" in requirement_pins("requirements-vllm.txt")
+    assert "deepspeed" in requirement_pins("requirements-gpu.txt")
+    assert "deepspeed" not in requirement_pins(), "deepspeed is for GPU nodes only"
 
 
 def test_every_rule_has_its_anatomy_and_an_existing_env():
@@ -43,5 +65,38 @@ def test_every_rule_has_its_anatomy_and_an_existing_env():
     for name, block in rules.items():
         for directive in ("log:", "benchmark:", "conda:", "threads:", "resources:"):
             assert f"\n    {directive}" in block, f"rule {name} lacks {directive}"
-        env = re.search(r'conda:\n\s+"\.\./(envs/[\w.]+)"', block).group(1)
-        assert (ROOT / env).is_file(), f"rule {name}: {env} missing"
+        conda = re.search(r"\n    conda:\n\s+(.+)", block).group(1)
+        # A literal env file, or a function choosing one (the envs it names are checked below).
+        assert re.fullmatch(r'"\.\./envs/[\w.-]+\.yaml"|\w+(\(.*\))?', conda), f"rule {name}: conda: {conda}"
+    code = [*(ROOT / "rules").glob("*.smk"), *(ROOT / "scripts" / "juicebox").glob("*.py")]
+    named = {env for path in code for env in re.findall(r'"(?:\.\./)?(envs/[\w.-]+\.yaml)"', path.read_text())}
+    for env in named:
+        assert (ROOT / env).is_file(), f"{env} is named in rules/ or scripts/juicebox/ but missing"
+    assert {f"envs/{env.name}" for env in (ROOT / "envs").glob("*.yaml")} <= named, "an env file no rule uses"
+
+
+@pytest.mark.parametrize("name, distributed_type, zero_stage", [("ddp", "MULTI_GPU", None), ("zero2", "DEEPSPEED", 2),
+                                                                ("zero3", "DEEPSPEED", 3)])
+def test_accelerate_configs_load_with_accelerates_loader(name, distributed_type, zero_stage):
+    from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
+    from accelerate.commands.launch import launch_command_parser
+
+    path = str(ROOT / "resources" / "accelerate" / f"{name}.yaml")
+    config = load_config_from_file(path)  # refuses keys accelerate does not know
+    assert isinstance(config, ClusterConfig)
+    assert (config.distributed_type, config.mixed_precision) == (distributed_type, "bf16")
+    assert (config.num_machines, config.machine_rank, config.main_process_ip) == (1, 0, None)
+    ds = config.deepspeed_config
+    if zero_stage is None:
+        assert ds == {}
+        return
+    zero3 = zero_stage == 3
+    assert ds["zero_stage"] == zero_stage
+    assert ds["offload_optimizer_device"] == ds["offload_param_device"] == "none"
+    assert ds["zero3_init_flag"] is zero3 and ds.get("zero3_save_16bit_model", False) is zero3
+    # `accelerate launch` copies deepspeed_config keys onto its options: each must be one (no prefixes).
+    parser = launch_command_parser()
+    parser.allow_abbrev = False
+    flags = [arg for key, value in ds.items() for arg in (f"--{key}", str(value).lower())]
+    args = parser.parse_args(["--config_file", path, *flags, "scripts/train.py"])
+    assert args.zero_stage == zero_stage

@@ -97,6 +97,39 @@ def test_second_dry_run_has_nothing_to_do(demo):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def report_variable(html, name):
+    """A JSON value the self-contained report embeds as `<script id="name">var name = ...;</script>`."""
+    match = re.search(rf'<script id="{name}">\s*var {name.replace("-", "_")} = (.*);\s*</script>', html)
+    return json.loads(match.group(1))
+
+
+def test_report_shows_every_figure_with_its_caption(demo):
+    run_snakemake(demo, "--configfile", CONFIG, "--report", "report.html")
+    html = (demo / "report.html").read_text(encoding="utf-8")
+    assert len(html) > 500_000  # figures are embedded as data URIs
+    results, categories = report_variable(html, "results"), report_variable(html, "categories")
+    assert "Juicebox: the data-model co-development loop" in report_variable(html, "workflow-desc")
+    per_exp = {"1. Probe: k-sigma thresholds": "Probe stat", "2. Data-Juicer ops": "Records kept and dropped",
+               "3. Rewards": "Reward distributions", "4. Pair margins": "DPO pair margins",
+               "5. Training": "Training curves"}
+    assert set(categories) == {*per_exp, "6. Benchmarks"}
+    assert set(categories["6. Benchmarks"]) == {"demo_math", "demo_caption"}
+    for category, caption in per_exp.items():
+        assert set(categories[category]) == set(EXPERIMENTS)
+        for exp in EXPERIMENTS:
+            for path in categories[category][exp]:
+                assert results[path]["data_uri"].startswith("data:image/png")
+                assert caption in results[path]["caption"]
+                assert f'experiment <tt class="docutils literal">{exp}</tt>' in results[path]["caption"]
+    histograms = categories["1. Probe: k-sigma thresholds"]
+    for exp in EXPERIMENTS:
+        assert len(histograms[exp]) == len(list((demo / "results" / exp / "probe/histograms").glob("*.png")))
+    assert "k = 2" in results[histograms["ksigma"][0]]["caption"]
+    assert "k-sigma is disabled" in results[histograms["raw"][0]]["caption"]
+    math_figure = results[categories["6. Benchmarks"]["demo_math"][0]]
+    assert "95 % percentile-bootstrap" in math_figure["caption"] and math_figure["data_uri"].startswith("data:image/png")
+
+
 def test_changed_k_reruns_only_refinement_and_what_follows(demo):
     cfg = yaml.safe_load((demo / CONFIG).read_text())
     cfg["experiments"]["ksigma"]["ksigma"]["k"] = 2.5

@@ -78,7 +78,10 @@ def common_args(settings: dict, output_dir: Path, seed: int) -> dict:
         warmup_steps=settings["warmup_ratio"], max_length=settings["max_length"], logging_steps=settings["logging_steps"],
         save_strategy="steps", save_steps=settings["save_steps"], save_total_limit=1, report_to=[], seed=seed,
         data_seed=seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=True,
-        bf16=settings.get("bf16", False) and torch.cuda.is_available(),
+        # Under accelerate, the launch config's mixed precision (bf16 in the DeepSpeed presets) rules:
+        # DeepSpeed refuses a Trainer whose bf16 differs from its own.
+        bf16=torch.cuda.is_available()
+        and (settings["bf16"] or os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16"),
     )
 
 

@@ -1,0 +1,77 @@
+"""What a job asks a cluster for, derived from a stage's settings (rules/common.smk wires it in).
+
+The slurm profile turns the resources into sbatch flags: ``gpu`` into ``--gpus``, ``nodes`` into
+``--nodes``; ``mpi`` marks a job whose shell calls ``srun`` itself (multi-node training).
+"""
+
+import shlex
+from pathlib import Path
+
+# Rewards that run a model, so their shard jobs want a GPU.
+MODEL_REWARDS = frozenset({"dpo_implicit", "reward_model"})
+
+
+def launched_vllm(settings: dict) -> dict | None:
+    """The ``launch`` block of a stage's engine if it starts vLLM servers, else None."""
+    engine = settings["engine"]
+    launch = engine.get("launch") if engine["type"] == "openai" else None
+    return launch if launch and launch.get("kind", "transformers") == "vllm" else None
+
+
+def engine_gpus(settings: dict) -> int:
+    """GPUs of one rollout/eval job: tensor_parallel_size x data_parallel_size for launched vLLM
+    servers; 1 for a launched ``transformers serve`` or the hf engine (0 if its device is cpu);
+    0 for servers given as endpoints."""
+    engine = settings["engine"]
+    launch = launched_vllm(settings)
+    if launch:
+        return launch.get("tensor_parallel_size", 1) * launch.get("data_parallel_size", 1)
+    if engine["type"] == "openai":
+        return 1 if engine.get("launch") else 0
+    return 0 if str(engine.get("device") or "").startswith("cpu") else 1
+
+
+def engine_env(settings: dict, cpu_env: str) -> str:
+    """Conda env of a rollout/eval job: envs/vllm.yaml when its engine launches vLLM servers."""
+    return "envs/vllm.yaml" if launched_vllm(settings) else cpu_env
+
+
+def reward_gpus(functions: list[dict]) -> int:
+    """1 when one of a shard's reward functions runs a model, else 0."""
+    return int(any(f["type"] in MODEL_REWARDS for f in functions))
+
+
+def train_gpus(settings: dict) -> int:
+    """GPUs of a training job: gpus (per node) x nodes."""
+    return settings["gpus"] * settings["nodes"]
+
+
+def multinode(settings: dict, value):
+    """``value`` for a training job over several nodes, else None (Snakemake then omits the resource)."""
+    return value if settings["nodes"] > 1 else None
+
+
+def accelerate_config(settings: dict, presets: Path) -> str | None:
+    """An accelerate config file: a preset name in ``presets`` (ddp, zero2, zero3) or a path."""
+    name = settings["accelerate_config"]
+    if name is None:
+        return None
+    preset = presets / f"{name}.yaml"
+    return str(preset) if preset.is_file() else name
+
+
+def launcher(settings: dict, presets: Path, multinode_script: Path) -> str:
+    """The command a training script runs under: python; ``accelerate launch`` with one process per
+    GPU; or, over several nodes, srun starting ``multinode_script`` once per node."""
+    if settings["launcher"] == "python":
+        if settings["nodes"] > 1 or settings["gpus"] > 1:
+            raise ValueError("training on several GPUs or nodes needs launcher: accelerate")
+        return "python"
+    config_file = accelerate_config(settings, presets)
+    if settings["nodes"] > 1:
+        return (f"srun --nodes={settings['nodes']} --ntasks-per-node=1"
+                f" bash {shlex.quote(str(multinode_script))} {settings['gpus']} {shlex.quote(config_file or '')}")
+    config = f" --config_file {shlex.quote(config_file)}" if config_file else ""
+    if settings["gpus"] == 0:
+        return f"accelerate launch{config} --cpu --num_processes 1"
+    return f"accelerate launch{config} --num_processes {settings['gpus']}"
