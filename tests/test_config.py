@@ -91,9 +91,10 @@ def test_a_block_of_another_type_replaces_the_default_instead_of_merging(tmp_pat
 
 def test_dj_executor_is_default_or_ray():
     cfg = base()
-    assert resolve(cfg, SCHEMA)["experiments"]["raw"]["dj"] == {"np": 2, "executor": "default", "ray_address": "auto"}
+    dj = {"np": 2, "executor": "default", "ray_address": "auto"}
+    assert resolve(cfg, SCHEMA)["experiments"]["raw"]["dj"] == dj
     cfg["experiments"]["ksigma"]["dj"] = {"executor": "ray", "ray_address": "local"}
-    assert resolve(cfg, SCHEMA)["experiments"]["ksigma"]["dj"] == {"np": 2, "executor": "ray", "ray_address": "local"}
+    assert resolve(cfg, SCHEMA)["experiments"]["ksigma"]["dj"] == {**dj, "executor": "ray", "ray_address": "local"}
     cfg["experiments"]["ksigma"]["dj"] = {"executor": "dask"}
     with pytest.raises(ConfigError, match=r"experiments\.ksigma\.dj\.executor: expected one of \['default', 'ray'\]"):
         resolve(cfg, SCHEMA)

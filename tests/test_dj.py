@@ -124,11 +124,14 @@ def test_ray_executor_keeps_and_counts_what_the_default_executor_does(tmp_path):
     on_ray = dj.process(pool, path, str(tmp_path / "scratch"), np=2, executor="ray", ray_address="local")
     assert on_ray == default
     kept, counts = on_ray
-    assert counts == [{"op": "clean_html_mapper", "in": 30, "kept": 30}, {"op": "text_length_filter", "in": 30, "kept": 28},
-                      {"op": "words_num_filter", "in": 28, "kept": 18}]  # "x" is too short; numbers are no words
+    # "x" is too short; numbers are no words
+    assert counts == [{"op": "clean_html_mapper", "in": 30, "kept": 30},
+                      {"op": "text_length_filter", "in": 30, "kept": 28},
+                      {"op": "words_num_filter", "in": 28, "kept": 18}]
     assert [r["id"] for r in kept][:6] == ["r0-1", "r1-1", "r2-1", "r4-1", "r0-2", "r1-2"]
     assert kept[0]["prompt"] == "What is 2 plus 3? and more" and kept[0]["meta"] == {"k": [0]}
-    assert not ray.is_initialized() and "RAY_JOB" not in os.environ  # the local Ray is stopped, the process is no Ray job
+    # The local Ray is stopped and this process is no longer marked a Ray job.
+    assert not ray.is_initialized() and "RAY_JOB" not in os.environ
     assert not list((tmp_path / "scratch").iterdir())
 
 
