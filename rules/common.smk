@@ -7,12 +7,46 @@ SCRIPTS = Path(workflow.basedir) / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 from juicebox import cluster  # noqa: E402
-from juicebox.config import resolve  # noqa: E402
+from juicebox.config import load_config_file, resolve, user_experiments  # noqa: E402
 from juicebox.models import is_hub_id, model_slug  # noqa: E402
 from juicebox.shards import shard_names  # noqa: E402
 
+# Every config file is read again strictly (a key given twice is an error naming the line), and
+# a user's --configfile that defines experiments replaces the demo's instead of merging into them.
+for path in workflow.configfiles:
+    load_config_file(path)
+USER_EXPERIMENTS = user_experiments(workflow.config_settings.configfiles)
+if USER_EXPERIMENTS is not None:
+    config["experiments"] = USER_EXPERIMENTS
+
+DEMO_OUTDIR = (config.get("demo_data") or {}).get("outdir", "results/demo_data")
+DEMO_FILES = {
+    "math": f"{DEMO_OUTDIR}/math.jsonl",
+    "math_extra": f"{DEMO_OUTDIR}/math_extra.csv",
+    "captions": f"{DEMO_OUTDIR}/captions.json",
+    "captions_extra": f"{DEMO_OUTDIR}/captions_extra.parquet",
+    "bench_math": f"{DEMO_OUTDIR}/bench/math_test.jsonl",
+    "bench_caption": f"{DEMO_OUTDIR}/bench/caption_test.json",
+    "manifest": f"{DEMO_OUTDIR}/manifest.json",
+}
+
+
+def made_by_workflow(path):
+    """Whether a rule makes this file: the demo data, or an output under results/<experiment>/."""
+    parts = Path(path).parts
+    return path in DEMO_FILES.values() or (
+        len(parts) > 2
+        and parts[0] == "results"
+        and parts[1] in (config.get("experiments") or {})
+    )
+
+
 # Validate the whole config (and each resolved experiment) before any job is scheduled.
-CONFIG = resolve(config, str(Path(workflow.basedir) / "config" / "config.schema.yaml"))
+CONFIG = resolve(
+    config,
+    str(Path(workflow.basedir) / "config" / "config.schema.yaml"),
+    made_by_workflow,
+)
 EXPERIMENTS = CONFIG["experiments"]
 DEMO = CONFIG["demo_data"]["outdir"]
 

@@ -1,13 +1,7 @@
 rule make_demo_data:
     output:
-        math=f"{DEMO}/math.jsonl",
-        math_extra=f"{DEMO}/math_extra.csv",
-        captions=f"{DEMO}/captions.json",
-        captions_extra=f"{DEMO}/captions_extra.parquet",
-        bench_math=f"{DEMO}/bench/math_test.jsonl",
-        bench_caption=f"{DEMO}/bench/caption_test.json",
+        **DEMO_FILES,
         images=directory(f"{DEMO}/images"),
-        manifest=f"{DEMO}/manifest.json",
     log:
         "results/logs/make_demo_data.log",
     benchmark:

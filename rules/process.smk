@@ -18,7 +18,6 @@ rule process_data:
         runtime=60,
     params:
         scratch="results/{exp}/processed",
-        executor=lambda w: experiment(w)["dj"]["executor"],
-        ray_address=lambda w: experiment(w)["dj"]["ray_address"],
+        dj=lambda w: experiment(w)["dj"],
     script:
         "../scripts/process_data.py"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from juicebox.engines import Prompt, Sampling, make_engine, to_messages  # noqa: E402
+from juicebox.engines import Prompt, Sampling, make_engine  # noqa: E402
+from juicebox.records import prompt_messages  # noqa: E402
 
 
 def naive(engine, prompts: list[Prompt], sampling: Sampling) -> int:
@@ -49,10 +50,10 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = [json.loads(line) for line in Path(args.prompts).read_text().splitlines() if line.strip()][: args.limit]
-    prompts = [Prompt(str(i), to_messages(r.get("question") or r["prompt"])) for i, r in enumerate(rows)]
+    prompts = [Prompt(str(i), prompt_messages(r.get("question") or r["prompt"])) for i, r in enumerate(rows)]
     sampling = Sampling(n=args.n, temperature=1.0, top_p=1.0, max_tokens=args.max_tokens, seed=0)
-    engine = make_engine({"type": "hf", "batch_size": args.batch_size, "threads": args.threads}, args.model, None,
-                         sampling)
+    engine = make_engine({"type": "hf", "batch_size": args.batch_size}, args.model, None, sampling,
+                         threads=args.threads)
 
     counted = []
     start = time.perf_counter()

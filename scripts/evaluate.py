@@ -1,8 +1,9 @@
 """Rule evaluate: one model variant on one benchmark; per-item predictions and metrics."""
 
 from juicebox.benchmarks import load_benchmark
-from juicebox.engines import Prompt, Sampling, job_engine_config, make_engine, to_messages
+from juicebox.engines import Prompt, Sampling, make_engine
 from juicebox.io import setup_logging, write_json, write_jsonl
+from juicebox.records import prompt_messages
 
 log = setup_logging(snakemake.log[0])
 settings = snakemake.params.settings
@@ -10,14 +11,14 @@ bench = load_benchmark(snakemake.wildcards.bench, snakemake.params.bench)
 items = bench.load()
 sampling = Sampling.from_config(settings["sampling"], seed=snakemake.params.seed)
 adapter = snakemake.input.get("adapter")
-engine_cfg = job_engine_config(settings["engine"], snakemake.threads, snakemake.params.server_logs)
 log.info("%s / %s: %d items, model %s, adapter %s", snakemake.wildcards.bench, snakemake.wildcards.variant,
          len(items), snakemake.input.model, adapter)
 
 predictions: dict[str, list[str]] = {}
-engine = make_engine(engine_cfg, snakemake.input.model, adapter, sampling)
+engine = make_engine(settings["engine"], snakemake.input.model, adapter, sampling, threads=snakemake.threads,
+                     log_dir=snakemake.params.server_logs, where=f"eval.engine ({snakemake.wildcards.exp})")
 try:
-    engine.run([Prompt(item["id"], to_messages(item["prompt"], settings["system_prompt"]),
+    engine.run([Prompt(item["id"], prompt_messages(item["prompt"], settings["system_prompt"]),
                        item["meta"].get("images", [])) for item in items],
                lambda prompt, samples: predictions.__setitem__(prompt.id, [s["text"] for s in samples]))
     provenance = engine.provenance()

@@ -7,12 +7,12 @@ the text the policy was sampled from.
 
 from pathlib import Path
 
-from juicebox.engines import to_messages
 from juicebox.io import read_jsonl, setup_logging, write_json
 from juicebox.pairs import build_pairs, dataset_info, needs_sharegpt, write_llamafactory, write_pairs
+from juicebox.records import prompt_messages
 
 log = setup_logging(snakemake.log[0])
-records = [{**r, "prompt": to_messages(r["prompt"], snakemake.params.system_prompt)}
+records = [{**r, "prompt": prompt_messages(r["prompt"], snakemake.params.system_prompt)}
            for r in read_jsonl(snakemake.input[0])]
 result = build_pairs(records, snakemake.params.pairing, snakemake.params.seed)
 write_pairs(result.rows, snakemake.output.parquet, snakemake.output.jsonl, result.conversational)

@@ -9,9 +9,8 @@ from juicebox.ledger import stage
 log = setup_logging(snakemake.log[0])
 records = read_jsonl(snakemake.input.pool)
 log.info("processing %d records with %s on Data-Juicer's %s executor", len(records), snakemake.input.recipe,
-         snakemake.params.executor)
-kept, counts = dj.process(records, snakemake.input.recipe, snakemake.params.scratch, snakemake.threads,
-                          snakemake.params.executor, snakemake.params.ray_address)
+         snakemake.params.dj["executor"])
+kept, counts = dj.process(records, snakemake.input.recipe, snakemake.params.scratch, snakemake.params.dj)
 dropped, added = {}, {}
 for index, c in enumerate(counts):
     name = c["op"] if [x["op"] for x in counts].count(c["op"]) == 1 else f"{c['op']}#{index}"

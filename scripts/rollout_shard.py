@@ -3,7 +3,7 @@
 Resumable: finished prompts are in `<output>.partial`; a rerun after a kill answers the rest.
 """
 
-from juicebox.engines import Sampling, job_engine_config
+from juicebox.engines import Sampling
 from juicebox.io import read_jsonl, setup_logging
 from juicebox.rollouts import run_shard, select_prompts
 from juicebox.shards import parse_shard, select
@@ -14,7 +14,7 @@ index, count = parse_shard(snakemake.wildcards.shard)
 prompts, _ = select_prompts(read_jsonl(snakemake.input.data), settings["tasks"], settings["limit"], snakemake.params.seed)
 records = select(prompts, index, count)
 sampling = Sampling.from_config(settings["sampling"], seed=snakemake.params.seed)
-engine = job_engine_config(settings["engine"], snakemake.threads, snakemake.params.server_logs)
-n = run_shard(records, snakemake.output[0], engine, snakemake.input.model, None, sampling, settings["system_prompt"],
-              settings["max_prompt_tokens"])
+n = run_shard(records, snakemake.output[0], settings["engine"], snakemake.input.model, None, sampling,
+              settings["system_prompt"], settings["max_prompt_tokens"], threads=snakemake.threads,
+              log_dir=snakemake.params.server_logs)
 log.info("shard %s: %d prompt(s) answered", snakemake.wildcards.shard, n)

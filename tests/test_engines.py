@@ -3,6 +3,8 @@ the ``openai`` engine against real ``transformers serve`` processes on localhost
 server killed mid-run (its prompts are retried on the other one) and every server dead (the run
 fails naming how many prompts, and none of them is reported as done)."""
 
+import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -17,16 +19,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
+from aiohttp import web
 
+from juicebox import engines
 from juicebox.engines import PRESETS, Prompt, Sampling, make_engine, to_messages
 from juicebox.engines import servers
-from juicebox.engines.hf import HFEngine
-from juicebox.engines.openai import OpenAIEngine, RequestFailed
+from juicebox.engines.hf import HFEngine, PresenceFrequencyPenalty
+from juicebox.engines.openai import OpenAIEngine, RequestFailed, check_supported, scrub
 from juicebox.models import TinySpec, build_tiny_model
 
 SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                 num_key_value_heads=1, vocab_size=300)
 TRANSFORMERS = str(Path(sys.executable).parent / "transformers")
+ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 120
 
 
@@ -102,25 +109,64 @@ def juicebox_log(caplog, monkeypatch):
 
 # --- Sampling and messages ------------------------------------------------------------------------
 
+# The DeepVision-103k toolkit's table (eval_scripts, --hyperparam), as published; "-" is absent.
+TOOLKIT_TABLE = {
+    "qwen_ins": {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0, "presence_penalty": 1.5},
+    "qwen_think": {"temperature": 1.0, "top_p": 0.95, "top_k": 20, "repetition_penalty": 1.0},
+    "mimo": {"temperature": 0.3, "top_p": 0.95},
+    "greedy": {"temperature": 0.01},
+}
+NEUTRAL = {"top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+FIELDS = ("temperature", "top_p", "top_k", "repetition_penalty", "presence_penalty", "frequency_penalty")
+
+
+def test_presets_are_the_toolkits_table():
+    for name, published in TOOLKIT_TABLE.items():
+        s = Sampling.from_config({"preset": name}, seed=0)
+        # every published value exactly, every unspecified one neutral (the custom default)
+        assert {f: getattr(s, f) for f in FIELDS} == {**NEUTRAL, **published}, name
+        assert not s.greedy, name  # all four sample: greedy is temperature 0.01, not argmax
+    # our earlier values, kept under names that say where they come from
+    earlier = {"argmax": {"temperature": 0.0},
+               "qwen2.5_generation_config": {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05},
+               "qwen3_thinking_card": {"temperature": 0.6, "top_p": 0.95, "top_k": 20}}
+    for name, values in earlier.items():
+        s = Sampling.from_config({"preset": name}, seed=0)
+        assert {f: getattr(s, f) for f in FIELDS} == {**NEUTRAL, **values}, name
+    assert Sampling.from_config({"preset": "argmax"}, seed=0).greedy
+    assert set(PRESETS) == {*TOOLKIT_TABLE, *earlier}
+    assert {f: getattr(Sampling(), f) for f in NEUTRAL} == NEUTRAL == engines.NEUTRAL_SAMPLING
+
+
+def test_schema_sampling_block_knows_every_preset_and_field():
+    sampling = yaml.safe_load((ROOT / "config" / "config.schema.yaml").read_text())["$defs"]["sampling"]
+    assert sampling["properties"]["preset"]["enum"] == ["custom", *PRESETS]
+    fields = {f.name for f in dataclasses.fields(Sampling)} - {"seed", "preset"}
+    assert set(sampling["properties"]) - {"preset"} == fields
+
+
 def test_sampling_from_config_presets_and_overrides():
     s = Sampling.from_config({"preset": "qwen_ins", "n": 8, "temperature": 1.0, "max_tokens": 32}, seed=3)
     assert (s.preset, s.n, s.seed, s.max_tokens) == ("qwen_ins", 8, 3, 32)
     # the preset's values, but the temperature given
-    assert (s.temperature, s.top_p, s.top_k, s.repetition_penalty) == (1.0, 0.8, 20, 1.05)
+    assert (s.temperature, s.top_p, s.top_k, s.repetition_penalty, s.presence_penalty) == (1.0, 0.8, 20, 1.0, 1.5)
     assert not s.greedy
+    assert Sampling.from_config({"preset": "qwen_ins", "presence_penalty": 0}, seed=0).presence_penalty == 0
 
     think = Sampling.from_config({"preset": "qwen_think"}, seed=0)
-    assert (think.temperature, think.top_p, think.top_k, think.n, think.max_tokens) == (0.6, 0.95, 20, 1, 64)
+    assert (think.temperature, think.top_p, think.top_k, think.n, think.max_tokens) == (1.0, 0.95, 20, 1, 64)
 
     greedy = Sampling.from_config({"preset": "greedy", "n": 4}, seed=1)
-    assert greedy.greedy and greedy.temperature == 0.0 and greedy.n == 4
+    assert not greedy.greedy and greedy.temperature == 0.01 and greedy.n == 4  # sampled, at a low temperature
+    argmax = Sampling.from_config({"preset": "argmax", "n": 4}, seed=1)
+    assert argmax.greedy and argmax.temperature == 0.0 and argmax.n == 4
 
     custom = Sampling.from_config({"n": 2, "temperature": 0.7}, seed=5)
     assert custom == Sampling(n=2, temperature=0.7, seed=5, preset="custom")
     assert custom.with_n(6) == Sampling(n=6, temperature=0.7, seed=5, preset="custom")
     assert custom.to_dict() == {"n": 2, "temperature": 0.7, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0,
-                                "max_tokens": 64, "seed": 5, "preset": "custom"}
-    assert set(PRESETS) == {"greedy", "qwen_ins", "qwen_think", "mimo"}
+                                "presence_penalty": 0.0, "frequency_penalty": 0.0, "max_tokens": 64, "seed": 5,
+                                "preset": "custom"}
 
 
 def test_sampling_unknown_preset_names_the_known_ones():
@@ -189,6 +235,93 @@ def test_hf_engine_greedy_repeats_one_answer(model_dir):
     for answers in samples.values():
         assert [a["index"] for a in answers] == [0, 1, 2]
         assert len({(a["text"], a["n_tokens"], a["finish_reason"]) for a in answers}) == 1
+
+
+def test_hf_engine_greedy_preset_samples_its_n_answers(model_dir):
+    """The toolkit's greedy is temperature 0.01: sampled n times, not one argmax answer repeated."""
+    engine = make_engine({"type": "hf", "batch_size": 2}, model_dir, None,
+                         Sampling.from_config({"preset": "greedy", "n": 3, "max_tokens": 4}, seed=0))
+    seen = []
+    generate = engine.model.generate
+    engine.model.generate = lambda **kw: seen.append(kw) or generate(**kw)
+    samples, _ = collect(engine, prompts(2))
+    assert [(kw["do_sample"], kw["temperature"], kw["num_return_sequences"]) for kw in seen] == [(True, 0.01, 3)]
+    assert all([a["index"] for a in answers] == [0, 1, 2] for answers in samples.values())
+
+
+def test_presence_and_frequency_penalty_on_a_hand_made_score_tensor():
+    # two rows: a prompt of 3 tokens (id 9: never penalised) then the answer generated so far
+    input_ids = torch.tensor([[9, 9, 9, 1, 1, 2], [9, 9, 9, 3, 0, 0]])
+    scores = torch.tensor([[0.0, 5.0, 4.0, 4.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                           [3.5, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.2]])
+    assert scores.argmax(-1).tolist() == [1, 0]
+    out = PresenceFrequencyPenalty(3, presence=1.5)(input_ids, scores.clone())
+    expected = scores.clone()
+    expected[0, [1, 2]] -= 1.5  # once per token in the answer, however often (token 1 is there twice)
+    expected[1, [0, 3]] -= 1.5
+    assert torch.equal(out, expected)
+    # the choice flips: to a token not in the answer (row 0), to a token only in the prompt (row 1)
+    assert out.argmax(-1).tolist() == [3, 9]
+
+    freq = PresenceFrequencyPenalty(3, presence=0.5, frequency=1.0)(input_ids, scores.clone())
+    assert freq[0, 1].item() == 5.0 - 0.5 - 2 * 1.0 and freq[0, 2].item() == 4.0 - 0.5 - 1.0
+    assert freq[1, 0].item() == 3.5 - 0.5 - 2 * 1.0 and freq[1, 3].item() == 3.0 - 0.5 - 1.0
+    untouched = torch.ones_like(scores, dtype=torch.bool)
+    untouched[0, [1, 2]] = untouched[1, [0, 3]] = False
+    assert torch.equal(freq[untouched], scores[untouched])  # the prompt's token 9 among them
+    # nothing generated yet: nothing changes
+    assert torch.equal(PresenceFrequencyPenalty(6, 1.5, 1.0)(input_ids, scores.clone()), scores)
+
+
+def reference_argmax(engine, text: str, max_tokens: int, presence: float) -> list[int]:
+    """Argmax decoding by hand, one full forward pass per token, the presence penalty applied to
+    the tokens generated so far: what the hf engine must produce."""
+    ids = engine.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    out: list[int] = []
+    with torch.inference_mode():
+        for _ in range(max_tokens):
+            logits = engine.model(torch.cat([ids, torch.tensor([out], dtype=torch.long)], 1)).logits[0, -1].float()
+            for token in set(out):
+                logits[token] -= presence
+            out.append(int(logits.argmax()))
+            if out[-1] in engine.eos_ids:
+                break
+    return out
+
+
+def test_presence_penalty_flips_the_hf_engines_choice(model_dir):
+    max_tokens, presence = 10, 100.0
+    plain = make_engine({"type": "hf", "batch_size": 1}, model_dir, None, Sampling(temperature=0.0, max_tokens=max_tokens))
+    penalised = make_engine({"type": "hf", "batch_size": 1}, model_dir, None,
+                            Sampling(temperature=0.0, max_tokens=max_tokens, presence_penalty=presence))
+    # a prompt whose argmax answer repeats a token, so the penalty has something to act on
+    for prompt in prompts(12):
+        text = plain.render(prompt)
+        unpenalised = reference_argmax(plain, text, max_tokens, 0.0)
+        if len(set(unpenalised)) < len(unpenalised):
+            break
+    else:
+        pytest.fail("no prompt of the tiny model repeats a token under argmax decoding")
+    expected = reference_argmax(plain, text, max_tokens, presence)
+    assert expected != unpenalised  # the penalty flips at least one choice ...
+    answer = [t for t in expected if t not in plain.eos_ids]
+    assert len(set(answer)) == len(answer)  # ... and with 100 no token comes twice
+
+    def decoded(tokens):
+        kept = [t for t in tokens if t not in plain.eos_ids]
+        return plain.tokenizer.decode(kept, skip_special_tokens=True).strip(), len(kept)
+
+    [[got]] = penalised.generate([text], [prompt.id])
+    [[base]] = plain.generate([text], [prompt.id])
+    assert (got["text"], got["n_tokens"]) == decoded(expected)
+    assert (base["text"], base["n_tokens"]) == decoded(unpenalised)
+    assert got["text"] != base["text"]
+
+    # and sampling with the penalty draws other answers than without it, from the same seed
+    sampled = {p: make_engine({"type": "hf", "batch_size": 4}, model_dir, None,
+                              Sampling(n=2, temperature=1.0, max_tokens=max_tokens, seed=3, presence_penalty=p))
+               for p in (0.0, presence)}
+    assert collect(sampled[0.0], prompts(4))[0] != collect(sampled[presence], prompts(4))[0]
 
 
 # --- openai engine on real servers -------------------------------------------------------------------
@@ -315,3 +448,125 @@ def test_openai_engine_with_every_server_dead_fails_and_reports_nothing(juicebox
     assert done == []
     assert sorted(engine.failed) == [f"q{i:03d}" for i in range(5)]
     assert sum(m.startswith("retry ") for m in juicebox_log.messages) == 5 * 2  # first request of each prompt
+
+
+# --- openai engine on a fake server: penalties sent, key never leaked, refusals ----------------------
+
+ENGINE_KEY = "sk-engine-test-8d2e4b"
+
+
+class FakeOpenAI:
+    """An OpenAI-compatible server on localhost that records request bodies. Model ``ok`` answers
+    "7" n times; ``echo-<status>-<pad>`` answers that status with the caller's key (read from the
+    Authorization header) after ``pad`` dots, to catch a key cut in two by the error-text limit."""
+
+    def __init__(self):
+        self.bodies = []
+
+    async def handle(self, request):
+        body = await request.json()
+        self.bodies.append(body)
+        if body["model"].startswith("echo-"):
+            _, status, pad = body["model"].split("-")
+            key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            return web.Response(status=int(status), text="." * int(pad) + key + " <- your key")
+        choice = {"message": {"role": "assistant", "content": "7"}, "finish_reason": "stop"}
+        return web.json_response({"choices": [choice] * body.get("n", 1)})
+
+
+@pytest.fixture
+def fake_openai(monkeypatch):
+    """The fake server on a free localhost port, served from a thread; yields (url, state)."""
+    monkeypatch.setenv("ENGINE_KEY", ENGINE_KEY)
+    state = FakeOpenAI()
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", state.handle)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}", state
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.run_until_complete(runner.cleanup())
+    loop.close()
+
+
+def fake_engine(url: str, sampling: Sampling, served_model: str = "ok", **keys):
+    cfg = {"type": "openai", "endpoints": [url], "served_model": served_model, "api_key_env": "ENGINE_KEY",
+           "backoff": 0.01, **keys}
+    return make_engine(cfg, "m", None, sampling)
+
+
+def test_openai_engine_sends_presence_and_frequency_penalty_only_when_set(fake_openai):
+    url, state = fake_openai
+    collect(fake_engine(url, Sampling(n=1, temperature=1.0, max_tokens=4)), prompts(1))
+    assert not {"presence_penalty", "frequency_penalty"} & set(state.bodies[-1])
+    qwen_ins = Sampling.from_config({"preset": "qwen_ins", "n": 2, "max_tokens": 4}, seed=0)
+    samples, _ = collect(fake_engine(url, qwen_ins, request_n=True), prompts(1))
+    body = state.bodies[-1]
+    assert (body["temperature"], body["top_p"], body["top_k"], body["presence_penalty"], body["n"]) == (0.7, 0.8, 20, 1.5, 2)
+    assert "frequency_penalty" not in body and "repetition_penalty" not in body  # 1.0: neutral, not sent
+    collect(fake_engine(url, replace(qwen_ins, frequency_penalty=0.25)), prompts(1))
+    assert state.bodies[-1]["frequency_penalty"] == 0.25
+    # the toolkit's greedy (0.01) samples: n requests, not one answer repeated
+    state.bodies.clear()
+    collect(fake_engine(url, Sampling.from_config({"preset": "greedy", "n": 3}, seed=0)), prompts(1))
+    assert [b["temperature"] for b in state.bodies] == [0.01] * 3
+
+
+def test_openai_engine_never_leaks_part_of_a_key_cut_by_the_error_limit(fake_openai, juicebox_log, tmp_path):
+    """Error bodies are kept to 300 characters: a key echoed across the cut must not leave its
+    prefix in the log, the failures recorded or the exception (scrub first, then cut)."""
+    url, _ = fake_openai
+    log_file = tmp_path / "rollout.log"
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    logging.getLogger("juicebox").addHandler(handler)
+    messages = []
+    try:
+        for status in (500, 400):  # retried, then not retryable
+            for pad in range(300 - len(ENGINE_KEY) - 2, 300 + 3):
+                engine = fake_engine(url, Sampling(n=1, temperature=1.0, max_tokens=4), f"echo-{status}-{pad}",
+                                     retries=1)
+                with pytest.raises(RequestFailed, match=f"HTTP {status}") as failure:
+                    collect(engine, prompts(1))
+                if pad + 3 <= 300:  # the scrubbed key ("***") is inside the 300 characters kept
+                    assert "***" in str(failure.value), str(failure.value)
+                messages += [str(failure.value), *engine.failed.values()]
+    finally:
+        logging.getLogger("juicebox").removeHandler(handler)
+        handler.close()
+    assert "retry 1/1" in juicebox_log.text and "prompt q000 failed" in juicebox_log.text
+    for name, text in [("log file", log_file.read_text(encoding="utf-8")), ("caplog", juicebox_log.text),
+                       ("failures and exceptions", "\n".join(messages))]:
+        leaked = [ENGINE_KEY[:n] for n in range(4, len(ENGINE_KEY) + 1) if ENGINE_KEY[:n] in text]
+        assert not leaked, f"{name} holds a prefix of the key: {leaked[-1]!r}"
+
+
+def test_scrub_before_cutting():
+    key = "SECRET-XYZ-123"
+    text = "." * 295 + key
+    assert text[:300].replace(key, "***").endswith("SECRE")  # the old order leaked the prefix
+    assert scrub(text, key, 300) == "." * 295 + "***"
+    assert scrub("no key here", None, 4) == "no k" and scrub(text, key) == "." * 295 + "***"
+
+
+def test_transformers_serve_refuses_penalties_by_name_before_launching():
+    for name in ("qwen_ins", "qwen_think", "qwen2.5_generation_config", "qwen3_thinking_card"):
+        with pytest.raises(ValueError, match=r"top_k=20.*`transformers serve` cannot honour"):
+            check_supported(Sampling.from_config({"preset": name}, seed=0), "transformers")
+    with pytest.raises(ValueError, match=r"sets top_k=20, presence_penalty=1.5, which"):
+        check_supported(Sampling.from_config({"preset": "qwen_ins"}, seed=0), "transformers")
+    with pytest.raises(ValueError, match=r"sets presence_penalty=0.5, frequency_penalty=0.2, which"):
+        check_supported(Sampling(temperature=1.0, presence_penalty=0.5, frequency_penalty=0.2), "transformers")
+    for name in ("greedy", "mimo", "argmax"):  # nothing transformers serve cannot honour
+        check_supported(Sampling.from_config({"preset": name}, seed=0), "transformers")
+    for name in PRESETS:  # vllm honours everything
+        check_supported(Sampling.from_config({"preset": name}, seed=0), "vllm")
+    # through the engine: refused before any server starts (the model path does not even exist)
+    cfg = {"type": "openai", "launch": {"kind": "transformers"}}
+    with pytest.raises(ValueError, match=r"presence_penalty=1.5"):
+        make_engine(cfg, "no/such/model", None, Sampling.from_config({"preset": "qwen_ins"}, seed=0))

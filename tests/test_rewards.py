@@ -244,7 +244,10 @@ class FakeJudge:
     """A deterministic judge LLM on localhost, behaviour chosen by the requested model name:
     ``longer`` prefers the longer answer, ``always_a`` always says A, ``garbage`` says neither.
     It answers 401 unless the Authorization header carries KEY, and fails the first
-    ``fail_first`` requests with a 500 whose text echoes the header (to catch leaks)."""
+    ``fail_first`` requests with a 500 whose text echoes the header (to catch leaks). Model
+    ``echo-<status>-<pad>`` answers that status with the key after ``pad`` dots, and
+    ``malformed-<pad>`` a 200 without choices whose JSON holds the key after ``pad`` dots (to
+    catch a key cut in two by the error-text limit)."""
 
     def __init__(self):
         self.requests, self.failures, self.fail_first, self.images = [], 0, 0, 0
@@ -254,6 +257,11 @@ class FakeJudge:
         if auth != f"Bearer {KEY}":
             return web.Response(status=401, text="bad key")
         body = await request.json()
+        if body["model"].startswith("echo-"):
+            _, status, pad = body["model"].split("-")
+            return web.Response(status=int(status), text="." * int(pad) + KEY + " <- your key")
+        if body["model"].startswith("malformed-"):
+            return web.json_response({"error": "." * int(body["model"].split("-")[1]) + KEY + " <- your key"})
         if self.fail_first > 0:
             self.fail_first -= 1
             self.failures += 1
@@ -354,6 +362,38 @@ def test_judge_retries_server_errors_and_never_leaks_the_key(judge_server, caplo
     assert [v for v, _ in failed[0]] == [None, None]
     assert "HTTP 500" in failed[0][0][1]["reason"] and failed[0][0][1]["failed"] == 1
     assert_no_key(scores, failed, caplog.text)
+
+
+def test_judge_never_leaks_part_of_a_key_cut_by_the_error_limit(judge_server, caplog, tmp_path):
+    """Error bodies are kept to 300 characters: a key echoed across the cut must not leave its
+    prefix in the log, the details or the failure messages (scrub first, then cut)."""
+    url, _ = judge_server
+    log_file = tmp_path / "reward.log"
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    logging.getLogger("juicebox").addHandler(handler)
+    results, reasons = [], []
+    try:
+        cases = [(f"echo-{status}-{pad}", pad) for status in (500, 400)  # retried, then not retryable
+                 for pad in range(300 - len(KEY) - 2, 300 + 3)]
+        # the JSON's repr starts with "{'error': '" (11 characters): these pads cover the cut too
+        cases += [(f"malformed-{pad}", pad + 11) for pad in range(300 - len(KEY) - 15, 300 + 3)]
+        for model, offset in cases:
+            scores = judge(url, model=model, retries=1, both_orders=False).score([record("e", ["x", "xx"])])
+            assert [v for v, _ in scores[0]] == [None, None], model
+            reason = scores[0][0][1]["reason"]
+            assert ("HTTP" if model.startswith("echo") else "malformed reply") in reason, reason
+            if offset + 3 <= 300:  # the scrubbed key ("***") is inside the 300 characters kept
+                assert "***" in reason, (model, reason)
+            results.append(scores)
+            reasons.append(reason)
+    finally:
+        logging.getLogger("juicebox").removeHandler(handler)
+        handler.close()
+    assert "retry 1/1" in caplog.text and "judge: request 0 failed" in caplog.text
+    for name, text in [("log file", log_file.read_text(encoding="utf-8")), ("caplog", caplog.text),
+                       ("details", json.dumps(results)), ("failure messages", "\n".join(reasons))]:
+        leaked = [KEY[:n] for n in range(4, len(KEY) + 1) if KEY[:n] in text]
+        assert not leaked, f"{name} holds a prefix of the key: {leaked[-1]!r}"
 
 
 def test_judge_max_pairs_is_a_seeded_draw_per_prompt(judge_server, tmp_path):

@@ -1,44 +1,32 @@
 """What a job asks a cluster for, derived from a stage's settings (rules/common.smk wires it in).
 
-The slurm profile turns the resources into sbatch flags: ``gpu`` into ``--gpus``, ``nodes`` into
-``--nodes``; ``mpi`` marks a job whose shell calls ``srun`` itself (multi-node training).
+The parts answer for themselves: an engine's options know its GPU count and conda env, a reward
+class says whether it runs a model. The slurm profile turns the resources into sbatch flags:
+``gpu`` into ``--gpus``, ``nodes`` into ``--nodes``; ``mpi`` marks a job whose shell calls
+``srun`` itself (multi-node training).
 """
 
 import shlex
 from pathlib import Path
 
-# Rewards that run a model, so their shard jobs want a GPU.
-MODEL_REWARDS = frozenset({"dpo_implicit", "reward_model"})
-
-
-def launched_vllm(settings: dict) -> dict | None:
-    """The ``launch`` block of a stage's engine if it starts vLLM servers, else None."""
-    engine = settings["engine"]
-    launch = engine.get("launch") if engine["type"] == "openai" else None
-    return launch if launch and launch.get("kind", "transformers") == "vllm" else None
+from .engines import ENGINES
+from .rewards import REWARDS
 
 
 def engine_gpus(settings: dict) -> int:
-    """GPUs of one rollout/eval job: tensor_parallel_size x data_parallel_size for launched vLLM
-    servers; 1 for a launched ``transformers serve`` or the hf engine (0 if its device is cpu);
-    0 for servers given as endpoints."""
-    engine = settings["engine"]
-    launch = launched_vllm(settings)
-    if launch:
-        return launch.get("tensor_parallel_size", 1) * launch.get("data_parallel_size", 1)
-    if engine["type"] == "openai":
-        return 1 if engine.get("launch") else 0
-    return 0 if str(engine.get("device") or "").startswith("cpu") else 1
+    """GPUs of one rollout/eval job, as its engine's options say (launched vLLM: tensor x data
+    parallel size; launched `transformers serve` or the hf engine: 1, 0 on the CPU; endpoints: 0)."""
+    return ENGINES.parse(settings["engine"], "engine").gpus()
 
 
 def engine_env(settings: dict, cpu_env: str) -> str:
     """Conda env of a rollout/eval job: envs/vllm.yaml when its engine launches vLLM servers."""
-    return "envs/vllm.yaml" if launched_vllm(settings) else cpu_env
+    return ENGINES.parse(settings["engine"], "engine").conda_env(cpu_env)
 
 
 def reward_gpus(functions: list[dict]) -> int:
     """1 when one of a shard's reward functions runs a model, else 0."""
-    return int(any(f["type"] in MODEL_REWARDS for f in functions))
+    return int(any(REWARDS[f["type"]].runs_model for f in functions))
 
 
 def train_gpus(settings: dict) -> int:

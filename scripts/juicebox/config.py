@@ -1,9 +1,21 @@
-"""Config validation and experiment resolution.
+"""Config validation and experiment resolution, before any job runs.
 
-The config is checked against ``config/config.schema.yaml`` before any job runs. Errors name
-the key (as a dotted path) and what was expected. Each experiment is the config's ``defaults``
-with the experiment's own keys laid over them (mappings merge key by key, lists are replaced),
-then checked again, with the schema's defaults filled in.
+Three layers, each naming a bad key by its dotted path:
+
+1. **Files.** Every config file is read with a loader that refuses a key given twice in one
+   mapping (naming the file and line). A user's ``--configfile`` that defines ``experiments``
+   replaces the demo's experiments instead of being merged into them (``user_experiments``).
+2. **Layout.** The plain keys are checked against ``config/config.schema.yaml`` (types, bounds,
+   unknown keys); a number written as a string (YAML 1.1 reads ``5e-4`` as a string) is
+   accepted where the schema wants a number.
+3. **Parts.** Every block chosen by ``type:`` (engines, rewards, pairing, benchmarks; ``op:`` for
+   pool steps; ``executor:`` for Data-Juicer) is checked against its registered class's typed
+   ``Options`` and spelled out with every default (:mod:`juicebox.spec`, :mod:`juicebox.registry`).
+
+Each experiment is the config's ``defaults`` with the experiment's own keys laid over them
+(mappings merge key by key, lists are replaced; a block naming another ``type:`` replaces the
+default's), then checked, then its inputs are checked to exist (or to be made by the workflow)
+and its tasks to be known to some part of it.
 """
 
 from __future__ import annotations
@@ -11,17 +23,17 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import jsonschema
 
 from .io import read_yaml
+from .spec import NUMBER, ConfigError, closest
 
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
-
-class ConfigError(ValueError):
-    """The config does not match the schema; the message names the key."""
+__all__ = ["ConfigError", "resolve", "user_experiments", "deep_merge"]
 
 
 def _where(path) -> str:
@@ -33,44 +45,68 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
-        return f"{where}: unknown key(s) {extra}; allowed keys: {allowed}"
+        hint = closest(str(extra[0]), allowed) if extra else ""
+        return f"{where}: unknown key(s) {extra}{hint}; allowed keys: {allowed}"
     if error.validator == "type":
         return (f"{where}: expected {error.validator_value}, found {error.instance!r} "
                 f"({type(error.instance).__name__})")
     if error.validator == "enum":
         return f"{where}: expected one of {error.validator_value}, found {error.instance!r}"
-    if error.validator == "required":
-        return f"{where}: {error.message}"
     return f"{where}: {error.message}"
 
 
-def _fill_defaults(instance: Any, schema: dict, root: dict) -> Any:
-    """Fill in the schema's ``default`` for every missing key, recursively (after validation)."""
-    if "$ref" in schema:
-        schema = _resolve_ref(schema["$ref"], root)
+def _resolve_ref(schema: dict, root: dict) -> dict:
+    while "$ref" in schema:
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _walk(instance: Any, schema: dict, root: dict, visit: Callable[[Any, dict], Any]) -> Any:
+    """``visit(value, schema)`` applied bottom-up to every value the schema describes."""
+    schema = _resolve_ref(schema, root)
     if isinstance(instance, dict):
         props = schema.get("properties", {})
-        for key, sub in props.items():
-            sub_resolved = _resolve_ref(sub["$ref"], root) if "$ref" in sub else sub
-            if key not in instance and "default" in sub_resolved:
-                instance[key] = copy.deepcopy(sub_resolved["default"])
-            if key in instance:
-                instance[key] = _fill_defaults(instance[key], sub_resolved, root)
         extra = schema.get("additionalProperties")
-        if isinstance(extra, dict):
-            for key in instance:
-                if key not in props:
-                    instance[key] = _fill_defaults(instance[key], extra, root)
+        for key in list(instance):
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                instance[key] = _walk(instance[key], sub, root, visit)
     elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
-        return [_fill_defaults(item, schema["items"], root) for item in instance]
-    return instance
+        instance = [_walk(item, schema["items"], root, visit) for item in instance]
+    return visit(instance, schema)
 
 
-def _resolve_ref(ref: str, root: dict) -> dict:
-    node = root
-    for part in ref.lstrip("#/").split("/"):
-        node = node[part]
-    return node
+def _number_from_string(value: Any, schema: dict) -> Any:
+    """A numeric string where the schema wants a number (and not a string) becomes that number."""
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else kinds or []
+    if isinstance(value, str) and "string" not in kinds and NUMBER.match(value.strip()):
+        if "integer" in kinds and re.fullmatch(r"[+-]?\d+", value.strip()):
+            return int(value)
+        if "number" in kinds:
+            return float(value)
+    return value
+
+
+def fill_defaults(instance: Any, schema: dict, root: dict) -> Any:
+    """Fill in the schema's ``default`` for every missing key, recursively (after validation)."""
+    def fill(value: Any, sub: dict) -> Any:
+        if isinstance(value, dict):
+            for key, prop in sub.get("properties", {}).items():
+                prop = _resolve_ref(prop, root)
+                if key not in value and "default" in prop:
+                    value[key] = _walk(copy.deepcopy(prop["default"]), prop, root, fill)
+        return value
+
+    return _walk(instance, schema, root, fill)
+
+
+def coerce_numbers(instance: Any, schema: dict, root: dict) -> Any:
+    """``instance`` with numeric strings turned into numbers wherever the schema wants a number."""
+    return _walk(instance, schema, root, _number_from_string)
 
 
 def validate(instance: Any, schema: dict, prefix: tuple = ()) -> None:
@@ -101,36 +137,176 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def resolve(config: dict, schema_path: str) -> dict:
+def user_experiments(configfiles: Iterable[str | Path]) -> dict | None:
+    """The experiments a user's ``--configfile`` list defines: those of the last file that has an
+    ``experiments:`` key (replacing the demo's, never merged with them), or None if none has.
+
+    Every file is read strictly: a key given twice is an error naming the file and line.
+    """
+    found = None
+    for path in configfiles:
+        data = load_config_file(path)
+        if "experiments" in data:
+            found = data["experiments"]
+            if not isinstance(found, dict):
+                raise ConfigError(f"{path}: experiments: expected a mapping of name -> settings, found {found!r}")
+    return found
+
+
+def load_config_file(path: str | Path) -> dict:
+    """One config file, read strictly (a key given twice names the file and line)."""
+    try:
+        data = read_yaml(path)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file holds a mapping, found {type(data).__name__}")
+    return data
+
+
+# --- parts ---------------------------------------------------------------------------------
+
+def _normalise_engine(stage: dict, where: str) -> None:
+    from .engines import ENGINES, Sampling
+
+    stage["engine"] = ENGINES.normalise(stage["engine"], f"{where}.engine")
+    try:
+        sampling = Sampling.from_config(stage["sampling"], seed=0)
+        ENGINES.parse(stage["engine"], f"{where}.engine").check_sampling(sampling)
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{where}.sampling: {err}") from err
+
+
+def check_parts(exp: dict, where: str) -> dict:
+    """The experiment with every part's block checked against its options and spelled out."""
+    from .benchmarks import BENCHMARKS
+    from .dj import DJ_EXECUTORS
+    from .pairs import STRATEGIES
+    from .pool import POOL_STEPS
+    from .rewards import REWARDS, check_names
+
+    exp = copy.deepcopy(exp)
+    for stage in ("rollouts", "eval"):
+        _normalise_engine(exp[stage], f"{where}.{stage}")
+    functions = exp["rewards"]["functions"]
+    exp["rewards"]["functions"] = [REWARDS.normalise(spec, f"{where}.rewards.functions[{i}]")
+                                   for i, spec in enumerate(functions)]
+    check_names(functions, f"{where}.rewards.functions")
+    exp["pairing"] = STRATEGIES.normalise(exp["pairing"], f"{where}.pairing")
+    exp["eval"]["benchmarks"] = {name: BENCHMARKS.normalise(block, f"{where}.eval.benchmarks.{name}")
+                                 for name, block in exp["eval"]["benchmarks"].items()}
+    exp["pool"]["steps"] = [POOL_STEPS.normalise(step, f"{where}.pool.steps[{i}]")
+                            for i, step in enumerate(exp["pool"]["steps"])]
+    exp["dj"] = DJ_EXECUTORS.normalise(exp["dj"], f"{where}.dj")
+    for stage in ("sft", "train"):
+        settings = exp[stage]
+        if settings["launcher"] == "python" and (settings["gpus"] > 1 or settings["nodes"] > 1):
+            raise ConfigError(f"{where}.{stage}.launcher: training on {settings['gpus']} GPU(s) x "
+                              f"{settings['nodes']} node(s) needs launcher: accelerate")
+    return exp
+
+
+def known_tasks(exp: dict) -> set[str] | None:
+    """Tasks some part of the experiment names: rewards (their ``tasks`` or the type's default),
+    benchmark types, ``rollouts.tasks`` and ``sft.tasks`` when they are lists. None when a reward
+    applies to every task (then every task is known)."""
+    from .benchmarks import BENCHMARKS
+    from .rewards import REWARDS
+
+    tasks: set[str] = set()
+    for spec in exp["rewards"]["functions"]:
+        own = spec.get("tasks")
+        own = own if own is not None else REWARDS[spec["type"]].default_tasks
+        if own is None:
+            return None
+        tasks.update(own)
+    tasks.update(BENCHMARKS[b["type"]].task for b in exp["eval"]["benchmarks"].values())
+    for stage in ("rollouts", "sft"):
+        tasks.update(exp[stage].get("tasks") or [])
+    return tasks
+
+
+def check_tasks(exp: dict, where: str) -> None:
+    """Refuse a source task that no part of the experiment knows (a misspelt task matches nothing)."""
+    known = known_tasks(exp)
+    if known is None:
+        return
+    for i, source in enumerate(exp["sources"]):
+        task = source.get("task")
+        if task is not None and task not in known:
+            raise ConfigError(f"{where}.sources[{i}].task: task {task!r} is known to no reward, benchmark, "
+                              f"sft.tasks or rollouts.tasks of the experiment{closest(task, sorted(known))}; "
+                              f"known tasks: {', '.join(sorted(known))}")
+
+
+def check_paths(exp: dict, where: str, produced: Callable[[str], bool]) -> None:
+    """Every input file the experiment names exists, or a rule of the workflow makes it.
+
+    Checked whatever outputs exist: Snakemake only asks for a missing input when the job that
+    reads it has to run, so without this a renamed source with old outputs present would go
+    unnoticed.
+    """
+    paths = [(f"{where}.sources[{i}].path", s["path"]) for i, s in enumerate(exp["sources"])]
+    paths.append((f"{where}.recipe", exp["recipe"]))
+    paths += [(f"{where}.pool.steps[{i}].paths", p) for i, step in enumerate(exp["pool"]["steps"])
+              if step["op"] == "merge" for p in step["paths"]]
+    paths += [(f"{where}.eval.benchmarks.{name}.path", b["path"]) for name, b in exp["eval"]["benchmarks"].items()]
+    for key, path in paths:
+        if not Path(path).exists() and not produced(path):
+            raise ConfigError(f"{key}: {path} does not exist (and no rule of the workflow makes it)")
+
+
+# --- the whole config ----------------------------------------------------------------------
+
+def resolve(config: dict, schema_path: str, produced: Callable[[str], bool] = lambda path: False) -> dict:
     """Validate the whole config and return it with ``experiments`` fully resolved.
 
-    Each resolved experiment is ``defaults`` + its overrides + the schema's defaults.
+    Each resolved experiment is ``defaults`` + its overrides + the schema's defaults, with every
+    part's block spelled out. ``produced(path)`` says whether a rule of the workflow makes a file
+    (so it need not exist yet).
     """
     schema = read_yaml(schema_path)
     config = {**config, "experiments": {name: override or {} for name, override in
                                         (config.get("experiments") or {}).items()}}
+    config = coerce_numbers(copy.deepcopy(config), schema, schema)
     validate(config, schema)
-    resolved = _fill_defaults(copy.deepcopy(config), schema, schema)
     experiment_schema = {**schema["$defs"]["experiment"], "$defs": schema["$defs"]}
+    resolved = fill_defaults(copy.deepcopy(config), schema, schema)
+    if config.get("defaults"):
+        defaults = fill_defaults(copy.deepcopy(config["defaults"]), experiment_schema, experiment_schema)
+        check_parts(defaults, "defaults")
     experiments = {}
     for name, override in (config.get("experiments") or {}).items():
+        where = f"experiments.{name}"
         if not EXPERIMENT_NAME.match(name):
-            raise ConfigError(f"experiments.{name}: an experiment name may hold letters, digits, '-' and '_' "
+            raise ConfigError(f"{where}: an experiment name may hold letters, digits, '-' and '_' "
                               "and starts with a letter or digit (it becomes a folder name)")
         merged = deep_merge(config.get("defaults") or {}, override)
         validate(merged, experiment_schema, prefix=("experiments", name))
-        merged = _fill_defaults(merged, experiment_schema, experiment_schema)
+        merged = fill_defaults(merged, experiment_schema, experiment_schema)
         for key in ("sources", "recipe"):
             if not merged.get(key):
-                raise ConfigError(f"experiments.{name}: no {key!r}: set it under defaults or in the experiment")
+                raise ConfigError(f"{where}: no {key!r}: set it under defaults or in the experiment")
         names = [s.get("name") for s in merged["sources"]]
         dupes = sorted({n for n in names if n and names.count(n) > 1})
         if dupes:
-            raise ConfigError(f"experiments.{name}.sources: source names must be unique, repeated: {dupes}")
+            raise ConfigError(f"{where}.sources: source names must be unique, repeated: {dupes}")
+        merged = check_parts(merged, where)
+        check_tasks(merged, where)
+        check_paths(merged, where, produced)
         experiments[name] = merged
     if not experiments:
         raise ConfigError("experiments: define at least one experiment")
     resolved["experiments"] = experiments
+    ranked = resolved["ranking"]["benchmark"]
+    if not any(ranked in exp["eval"]["benchmarks"] for exp in experiments.values()):
+        known = sorted({b for exp in experiments.values() for b in exp["eval"]["benchmarks"]})
+        raise ConfigError(f"ranking.benchmark: {ranked!r} is a benchmark of no experiment{closest(ranked, known)}; "
+                          f"benchmarks: {', '.join(known)}")
     # Key order carries no meaning: sort it, so that rewriting the config file in another order
     # does not look like changed rule params to Snakemake (which would rerun everything).
     return json.loads(json.dumps(resolved, sort_keys=True))

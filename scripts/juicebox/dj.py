@@ -25,10 +25,14 @@ import logging
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .io import read_yaml, write_jsonl
+from .records import prompt_text
+from .registry import Registry
+from .spec import Options, option
 
 log = logging.getLogger("juicebox")
 
@@ -38,7 +42,6 @@ MANAGED_KEYS = ("dataset_path", "export_path", "work_dir", "np", "skip_op_error"
                 "ray_address", "min_common_dep_num_to_combine")
 
 # Data-Juicer executors Juicebox runs a recipe with (the experiment's ``dj.executor``).
-EXECUTORS = ("default", "ray")
 
 
 class RuntimeInstallRefused(ImportError):
@@ -82,15 +85,9 @@ def recipe_text_key(recipe_path: str) -> str:
     return keys[0] if isinstance(keys, list) else keys
 
 
-def prompt_text(record: dict) -> str:
-    """The text Data-Juicer sees for a record: the prompt, or the chat messages' contents."""
-    prompt = record["prompt"]
-    return prompt if isinstance(prompt, str) else "\n".join(turn["content"] for turn in prompt)
-
-
 def dj_view(records: list[dict], text_key: str) -> list[dict]:
     """The narrow records handed to Data-Juicer."""
-    return [{"id": r["id"], text_key: prompt_text(r), "images": r.get("images") or []} for r in records]
+    return [{"id": r["id"], text_key: prompt_text(r["prompt"]), "images": r.get("images") or []} for r in records]
 
 
 def load_config(recipe_path: str, dataset_path: str, work_dir: str, np: int, executor: str = "default",
@@ -268,25 +265,62 @@ def _run_ray(recipe_path: str, data: str, work: str, np: int, ray_address: str, 
             os.environ[RAY_JOB_ENV_VAR] = ray_job
 
 
-def process(records: list[dict], recipe_path: str, scratch_parent: str, np: int, executor: str = "default",
-            ray_address: str = "auto") -> tuple[list[dict], list[dict]]:
-    """Run the recipe on Data-Juicer's ``executor`` (``default``, or ``ray`` on the Ray cluster at
-    ``ray_address``); return (kept records, per-op counts in recipe order).
+DJ_EXECUTORS = Registry("Data-Juicer executor", key="executor", default="default")
+
+
+@dataclass(frozen=True)
+class DefaultExecutorOptions(Options):
+    """default keys."""
+
+    np: int = option(2, "Data-Juicer worker processes (also the rule's threads).", minimum=1)
+
+
+@DJ_EXECUTORS.register("default")
+class DefaultExecutorRun:
+    """Data-Juicer's DefaultExecutor: ``np`` processes inside the job."""
+
+    Options = DefaultExecutorOptions
+
+    def __init__(self, options: DefaultExecutorOptions) -> None:
+        self.options = options
+
+    def rows(self, recipe_path: str, data: str, work: str, counts: list[dict], text_key: str) -> list[dict]:
+        """The kept rows' ids and texts, in order; ``counts`` gets each op's in/kept."""
+        return _run_default(recipe_path, data, work, self.options.np, counts, text_key)
+
+
+@DJ_EXECUTORS.register("ray")
+class RayExecutorRun(DefaultExecutorRun):
+    """Data-Juicer's RayExecutor on the Ray cluster at ``ray_address`` (every op must support Ray)."""
+
+    @dataclass(frozen=True)
+    class Options(DefaultExecutorOptions):
+        """ray keys."""
+
+        ray_address: str = option("auto", "auto (the running cluster: RAY_ADDRESS, else the one `ray start` began "
+                                  "on this node), local (a private Ray with np CPUs, started and stopped inside "
+                                  "the job) or a head's address host:port.")
+
+    def rows(self, recipe_path: str, data: str, work: str, counts: list[dict], text_key: str) -> list[dict]:
+        """The kept rows' ids and texts, in order (Ray Data's block order is preserved)."""
+        return _run_ray(recipe_path, data, work, self.options.np, self.options.ray_address, counts, text_key)
+
+
+def process(records: list[dict], recipe_path: str, scratch_parent: str,
+            executor: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """Run the recipe on the Data-Juicer executor the ``dj:`` block ``executor`` names (default:
+    DefaultExecutor with np 2); return (kept records, per-op counts in recipe order).
 
     Mappers' edits to the text are carried back into string prompts; chat prompts keep their
     messages (Data-Juicer then only decides whether they stay).
     """
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
+    run = DJ_EXECUTORS.build(executor or {}, "dj")
     text_key = recipe_text_key(recipe_path)
     counts: list[dict] = []
     with _scratch(scratch_parent) as work:
         data = os.path.join(work, "input.jsonl")
         write_jsonl(data, dj_view(records, text_key))
-        if executor == "ray":
-            rows = _run_ray(recipe_path, data, work, np, ray_address, counts, text_key)
-        else:
-            rows = _run_default(recipe_path, data, work, np, counts, text_key)
+        rows = run.rows(recipe_path, data, work, counts, text_key)
     by_id = {r["id"]: r for r in records}
     seen: dict[str, int] = {}
     kept = []

@@ -54,7 +54,12 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
     count = 0
     with atomic_open(path) as handle:
         for record in records:
-            handle.write(dumps(record) + "\n")
+            try:
+                handle.write(dumps(record) + "\n")
+            except (TypeError, ValueError) as err:  # UnicodeEncodeError is a ValueError
+                rid = record.get("id") if isinstance(record, dict) else None
+                raise ValueError(f"{path}: record {count + 1}" + (f" (id {rid!r})" if rid is not None else "")
+                                 + f" cannot be written as JSON Lines: {type(err).__name__}: {err}") from err
             count += 1
     return count
 
@@ -73,10 +78,14 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write one JSON document atomically, indented for people to read."""
+def write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = False) -> None:
+    """Write one JSON document atomically, indented for people to read.
+
+    Keys are in the order given (every dict we write is built in a fixed order), or sorted with
+    ``sort_keys``; lists are written as given, so a list made from a set must be sorted first.
+    """
     with atomic_open(path) as handle:
-        json.dump(obj, handle, indent=2, ensure_ascii=False)
+        json.dump(obj, handle, indent=2, ensure_ascii=False, sort_keys=sort_keys)
         handle.write("\n")
 
 
@@ -86,11 +95,30 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(handle)
 
 
+class DuplicateKeyError(ValueError):
+    """A YAML mapping holds the same key twice (YAML itself would keep the last silently)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that holds a key twice."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKeyError(f"{key_node.start_mark.name}:{line}: key {key!r} appears twice in one "
+                                        f"mapping (first at line {seen[key]}); YAML would keep only the last")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | os.PathLike) -> Any:
-    """Read one YAML document; a syntax error names the file."""
+    """Read one YAML document; a syntax error or a key given twice names the file and line."""
     with open(path, encoding="utf-8") as handle:
         try:
-            return yaml.safe_load(handle)
+            return yaml.load(handle, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
         except yaml.YAMLError as err:
             raise ValueError(f"{path}: not valid YAML: {err}") from err
 

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .ledger import stage as ledger_stage
+from .records import prompt_text
+from .registry import Registry
 from .sources import Invalid, RawItem, SourceError, SourceSpec, check_readable, read_items, to_canonical
+from .spec import Options, option
 
 log = logging.getLogger("juicebox")
 
@@ -29,7 +32,12 @@ class Validated:
 
 
 def _reject(spec: SourceSpec, item: RawItem, reason: str) -> dict:
-    return {"source": spec.path, item.unit: item.line, "reason": reason, "raw": item.raw}
+    """The quarantine entry of an item; its text is made writable as UTF-8 whatever the item held."""
+    return {"source": spec.path, item.unit: item.line, "reason": _writable(reason), "raw": _writable(item.raw)}
+
+
+def _writable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def validate_sources(specs: list[SourceSpec], max_rejected_fraction: float) -> Validated:
@@ -135,16 +143,11 @@ def downsample(records: list[dict], n: int, seed: int) -> StepResult:
 
 
 STATS: dict[str, Callable[[dict], float]] = {
-    "prompt_chars": lambda r: len(_prompt_text(r)),
-    "prompt_words": lambda r: len(_prompt_text(r).split()),
+    "prompt_chars": lambda r: len(prompt_text(r["prompt"])),
+    "prompt_words": lambda r: len(prompt_text(r["prompt"]).split()),
     "answer_chars": lambda r: len(r.get("answer") or ""),
     "num_references": lambda r: len(r.get("references") or []),
 }
-
-
-def _prompt_text(record: dict) -> str:
-    prompt = record["prompt"]
-    return prompt if isinstance(prompt, str) else "\n".join(t["content"] for t in prompt)
 
 
 def stat_value(record: dict, stat: str) -> float:
@@ -183,38 +186,112 @@ def merge(pools: list[list[dict]]) -> StepResult:
 
 # --- pool steps: config entries under pool.steps, by op name --------------------------------
 
-def _step_duplicate(records, params, seed, extra_pools):
-    return duplicate(records, params["times"], seed, params.get("shuffle", False))
+POOL_STEPS = Registry("pool step", key="op")
 
 
-def _step_downsample(records, params, seed, extra_pools):
-    return downsample(records, params["n"], seed)
+class PoolStep:
+    """One entry of ``pool.steps``: ``apply`` turns the pool into the next one.
+
+    ``seed`` is the step's own seed (the workflow seed and the step's position); ``extra_pools``
+    holds the records of every file a merge step names, read by the rule.
+    """
+
+    Options = Options
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    def apply(self, records: list[dict], seed: int, extra_pools: dict[str, list[dict]]) -> StepResult:
+        """The records after this step, and what it dropped or added."""
+        raise NotImplementedError
 
 
-def _step_split_by_stat(records, params, seed, extra_pools):
-    subpools = split_by_stat(records, params["stat"], params.get("ratios", [1 / 3, 2 / 3]))
-    log.info("split_by_stat %s: sub-pool sizes (lowest rank first) %s", params["stat"], [len(p) for p in subpools])
-    keep = params.get("keep", list(range(len(subpools))))
-    bad = [k for k in keep if not 0 <= k < len(subpools)]
-    if bad:
-        raise ValueError(f"split_by_stat: keep names ranks {bad}, but there are {len(subpools)} sub-pools")
-    kept = [r for k in keep for r in subpools[k]]
-    return StepResult(kept, dropped=len(records) - len(kept))
+@POOL_STEPS.register("duplicate")
+class Duplicate(PoolStep):
+    """Repeat the pool ``times`` times (copies get ids ``<id>#dup<k>``)."""
+
+    @dataclass(frozen=True)
+    class Options(Options):
+        """duplicate keys."""
+
+        times: int = option(help="Copies of every record (copies get ids <id>#dup<k>).", minimum=1)
+        shuffle: bool = option(False, "Shuffle the result with the step's seed.")
+
+    def apply(self, records, seed, extra_pools):
+        """The records repeated."""
+        return duplicate(records, self.options.times, seed, self.options.shuffle)
 
 
-def _step_merge(records, params, seed, extra_pools):
-    merged = merge([records] + [extra_pools[p] for p in params["paths"]])
-    incoming = sum(len(extra_pools[p]) for p in params["paths"])
-    # Records merged in from other pools count as added; repeated ids among them as dropped.
-    return StepResult(merged.records, dropped=merged.dropped, added=incoming)
+@POOL_STEPS.register("downsample")
+class Downsample(PoolStep):
+    """Keep a seeded sample of ``n`` records, in their original order."""
+
+    @dataclass(frozen=True)
+    class Options(Options):
+        """downsample keys."""
+
+        n: int = option(help="Records to keep (a seeded sample in original order).", minimum=1)
+
+    def apply(self, records, seed, extra_pools):
+        """A seeded sample of n records."""
+        return downsample(records, self.options.n, seed)
 
 
-STEPS: dict[str, Callable[..., StepResult]] = {
-    "duplicate": _step_duplicate,
-    "downsample": _step_downsample,
-    "split_by_stat": _step_split_by_stat,
-    "merge": _step_merge,
-}
+@POOL_STEPS.register("split_by_stat")
+class SplitByStat(PoolStep):
+    """Rank the pool by a stat, cut it into sub-pools and keep some of them (the sandbox's
+    ``split_by_stat`` manipulation)."""
+
+    @dataclass(frozen=True)
+    class Options(Options):
+        """split_by_stat keys."""
+
+        stat: str = option(help="prompt_chars, prompt_words, answer_chars, num_references, or meta.<field>.")
+        ratios: list[float] = option([1 / 3, 2 / 3], "Cut points of the ranked sub-pools (increasing, inside (0, 1)).")
+        keep: list[int] | None = option(None, "Ranks (0 = lowest stat) of the sub-pools merged back into the pool "
+                                        "(null: all).")
+
+        def check(self) -> None:
+            """Ratios increase inside (0, 1); ranks are >= 0; the stat is known."""
+            if any(not 0 < r < 1 for r in self.ratios) or self.ratios != sorted(self.ratios):
+                raise ValueError(f"ratios must be increasing and inside (0, 1), found {self.ratios}")
+            if any(k < 0 or k > len(self.ratios) for k in self.keep or []):
+                raise ValueError(f"keep names ranks {self.keep}, but {len(self.ratios)} cut points make "
+                                 f"{len(self.ratios) + 1} sub-pools (ranks 0..{len(self.ratios)})")
+            if self.stat not in STATS and not self.stat.startswith("meta."):
+                raise ValueError(f"unknown stat {self.stat!r}; use one of {sorted(STATS)} or meta.<field>")
+
+    def apply(self, records, seed, extra_pools):
+        """The kept sub-pools, lowest rank first."""
+        subpools = split_by_stat(records, self.options.stat, self.options.ratios)
+        log.info("split_by_stat %s: sub-pool sizes (lowest rank first) %s", self.options.stat,
+                 [len(p) for p in subpools])
+        keep = self.options.keep if self.options.keep is not None else list(range(len(subpools)))
+        kept = [r for k in keep for r in subpools[k]]
+        return StepResult(kept, dropped=len(records) - len(kept))
+
+
+@POOL_STEPS.register("merge")
+class Merge(PoolStep):
+    """Merge other canonical-record files (e.g. another experiment's pool) into the pool."""
+
+    @dataclass(frozen=True)
+    class Options(Options):
+        """merge keys."""
+
+        paths: list[str] = option(help="Canonical-record JSONL files merged in; repeated ids are dropped.")
+
+        def check(self) -> None:
+            """At least one file."""
+            if not self.paths:
+                raise ValueError("paths: give at least one file")
+
+    def apply(self, records, seed, extra_pools):
+        """The pool, then every file's records whose id is new."""
+        merged = merge([records] + [extra_pools[p] for p in self.options.paths])
+        incoming = sum(len(extra_pools[p]) for p in self.options.paths)
+        # Records merged in from other pools count as added; repeated ids among them as dropped.
+        return StepResult(merged.records, dropped=merged.dropped, added=incoming)
 
 
 def build_pool(validated: Validated, mix_cfg: dict | None, steps: list[dict], seed: int,
@@ -226,10 +303,8 @@ def build_pool(validated: Validated, mix_cfg: dict | None, steps: list[dict], se
     added: dict[str, int] = {}
     records = result.records
     for index, step in enumerate(steps, start=1):
-        op = step["op"]
-        if op not in STEPS:
-            raise ValueError(f"pool step {index}: unknown op {op!r}; known: {sorted(STEPS)}")
-        out = STEPS[op](records, step, seed + 1000 * index, extra_pools or {})
+        op = POOL_STEPS.type_of(step, f"pool.steps[{index - 1}]")
+        out = POOL_STEPS.build(step, f"pool.steps[{index - 1}]").apply(records, seed + 1000 * index, extra_pools or {})
         log.info("pool step %d %s: %d -> %d records", index, op, len(records), len(out.records))
         key = f"{op}#{index}"
         if out.dropped:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import random
 
-from .engines import Prompt, Sampling, make_engine, to_messages
+from .engines import Prompt, Sampling, make_engine
+from .records import prompt_messages, record_images
 from .ledger import stage
 from .shards import ShardFile, gather
 
@@ -44,26 +45,30 @@ def too_long(records: list[dict], model: str, system_prompt: str | None, limit: 
 
     tokenizer = load_tokenizer(model)
     return {r["id"] for r in records
-            if len(tokenizer.apply_chat_template(to_messages(r["prompt"], system_prompt), tokenize=True,
+            if len(tokenizer.apply_chat_template(prompt_messages(r["prompt"], system_prompt), tokenize=True,
                                                  add_generation_prompt=True, return_dict=False)) > limit}
 
 
 def run_shard(records: list[dict], output: str, engine_cfg: dict, model: str, adapter: str | None,
-              sampling: Sampling, system_prompt: str | None = None, max_prompt_tokens: int | None = None) -> int:
+              sampling: Sampling, system_prompt: str | None = None, max_prompt_tokens: int | None = None,
+              threads: int | None = None, log_dir: str = "results/logs/servers") -> int:
     """Answer the shard's records n times each, resuming from ``output``'s partial file."""
     header = {"ids": [r["id"] for r in records], "engine": engine_cfg, "model": model, "adapter": adapter,
               "sampling": sampling.to_dict(), "system_prompt": system_prompt, "max_prompt_tokens": max_prompt_tokens}
     shard = ShardFile(output, header)
-    todo = [r for r in records if r["id"] not in shard.done]
-    skipped = too_long(todo, model, system_prompt, max_prompt_tokens)
-    for record in todo:
-        if record["id"] in skipped:
+    done = shard.done
+    # Over the whole shard, not what is left: the prompts handed to the engine (and so its
+    # batches) are the same in every run, resumed or not.
+    skipped = too_long(records, model, system_prompt, max_prompt_tokens)
+    for record in records:
+        if record["id"] in skipped and record["id"] not in done:
             shard.append({**{k: record.get(k) for k in CARRIED}, "samples": [], "dropped": "prompt_too_long"})
-    todo = [r for r in todo if r["id"] not in skipped]
+    answerable = [r for r in records if r["id"] not in skipped]
+    todo = [r for r in answerable if r["id"] not in done]
     log.info("%d prompt(s) in shard, %d already done, %d to answer", len(records), len(records) - len(todo), len(todo))
     if todo:
-        by_id = {r["id"]: r for r in todo}
-        engine = make_engine(engine_cfg, model, adapter, sampling)
+        by_id = {r["id"]: r for r in answerable}
+        engine = make_engine(engine_cfg, model, adapter, sampling, threads=threads, log_dir=log_dir)
         provenance = engine.provenance()
 
         def on_done(prompt: Prompt, samples: list[dict]) -> None:
@@ -73,8 +78,10 @@ def run_shard(records: list[dict], output: str, engine_cfg: dict, model: str, ad
                           "seed": sampling.seed})
 
         try:
-            engine.run([Prompt(r["id"], to_messages(r["prompt"], system_prompt), r.get("images") or [])
-                        for r in todo], on_done)
+            # The whole shard and what is done: the engine batches by position in the shard and
+            # answers (and passes to on_done) only the prompts not done.
+            engine.run([Prompt(r["id"], prompt_messages(r["prompt"], system_prompt), record_images(r))
+                        for r in answerable], on_done, done=done)
         finally:
             engine.close()
     return shard.finish(r["id"] for r in records)

@@ -9,6 +9,16 @@ shard is complete the partial file is renamed onto the output. The partial file 
 header holding a fingerprint of everything that decides the answers (model, sampling, engine,
 reward config, prompt ids): a partial file from other settings is set aside, never mixed in.
 
+A rerun after a kill writes the bytes an uninterrupted run writes. Work done in batches (the
+``hf`` engine's generation batches, the reward chunks) is batched by position in the whole
+shard, never by what is left (:func:`pending_batches`): a batch that was partly appended when
+the job was killed is done again whole, with the same members and seed, and only its prompts
+not yet in the partial file are appended.
+
+Debugging knob: ``JUICEBOX_DEBUG_APPEND_DELAY=<seconds>`` makes every append sleep that long
+after the record is durable, so that a test (or a person) can kill a job between two appends
+of one batch. It changes no output; leave it unset otherwise.
+
 ``gather`` puts the shards back together in the stage's input order and checks that every
 prompt appears exactly once.
 """
@@ -20,11 +30,14 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable
+import time
+from typing import Any, Callable, Collection, Iterable, Iterator, Sequence, TypeVar
 
 from .io import dumps, read_jsonl, write_jsonl
 
 log = logging.getLogger("juicebox")
+T = TypeVar("T")
+APPEND_DELAY_ENV = "JUICEBOX_DEBUG_APPEND_DELAY"
 
 
 class ShardError(RuntimeError):
@@ -53,6 +66,23 @@ def shard_names(count: int) -> list[str]:
 def select(records: list[dict], index: int, count: int) -> list[dict]:
     """The records of one shard: every ``count``-th record starting at ``index``."""
     return records[index::count]
+
+
+def pending_batches(items: Sequence[T], size: int, done: Collection[str],
+                    key: Callable[[T], str] = lambda item: item["id"]) -> Iterator[list[T]]:
+    """The batches of ``size`` consecutive ``items`` that still hold an item whose key is not in ``done``.
+
+    Batches are fixed by position in ``items`` (the whole shard, in a fixed order; the last
+    batch may be shorter), whatever ``done`` holds, so a resumed run forms the batches an
+    uninterrupted run forms. A batch is yielded whole, also when some of its items are done:
+    the caller redoes it (same members, same seed) and keeps only the results not yet written.
+    """
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, not {size}")
+    for start in range(0, len(items), size):
+        batch = list(items[start:start + size])
+        if any(key(item) not in done for item in batch):
+            yield batch
 
 
 class ShardFile:
@@ -105,6 +135,9 @@ class ShardFile:
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self.records.append(record)
+        delay = float(os.environ.get(APPEND_DELAY_ENV) or 0)
+        if delay > 0:  # debugging knob (see the module docstring): room to kill between two appends
+            time.sleep(delay)
 
     def finish(self, order: Iterable[str]) -> int:
         """Write the output in the shard's prompt order and remove the partial file."""

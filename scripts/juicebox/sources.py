@@ -2,22 +2,37 @@
 
 Every item read keeps where it came from (file and line, or row for Parquet) and its raw text,
 so a record that fails validation can be quarantined with its reason instead of vanishing.
+
+A record that passes validation is safe for every later stage: every value in it (the whole
+record, ``meta`` included) has a JSON form that is written, read back and handed to Data-Juicer
+and to a tokenizer unchanged. Text that cannot be encoded as UTF-8 (a lone surrogate, which a
+JSON ``\\ud800`` escape produces), NUL characters, keys that are not text, nesting deeper than
+``MAX_DEPTH`` and binary data are reasons to quarantine; NaN and Infinity (which JSON does not
+have) are read as null; Parquet's dates, times and decimals become text, its durations seconds.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import datetime
+import decimal
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 CANONICAL_KEYS = ("id", "task", "prompt", "answer", "references", "images")
 FORMATS = ("jsonl", "json", "parquet", "csv")
-# Fields a task cannot do without, beyond id and prompt.
+# Fields a task cannot do without, beyond prompt (a record without an id gets one from its place).
 TASK_REQUIRED = {"math": ("answer",), "caption": ("references",)}
+# Roles a chat prompt may use: the ones every chat template, OpenAI server and the pairs' exports know.
+CHAT_ROLES = ("system", "user", "assistant")
+# Deepest nesting of lists and objects a record may have (the record itself is level 1): deeper
+# structures come near Python's recursion limit when a later stage writes them.
+MAX_DEPTH = 64
 
 
 class SourceError(Exception):
@@ -90,9 +105,15 @@ def _read_jsonl(path: Path) -> Iterator[RawItem]:
             if not text.strip():
                 continue
             try:
-                yield RawItem(lineno, text, json.loads(text))
+                value = json.loads(text)
             except json.JSONDecodeError as err:
                 yield RawItem(lineno, text, error=f"unparseable JSON: {err.msg} at column {err.colno}")
+            except ValueError as err:  # an integer of more than 4300 digits
+                yield RawItem(lineno, text, error=f"unparseable JSON: {err}")
+            except RecursionError:
+                yield RawItem(lineno, text, error=_too_deep("the line"))
+            else:
+                yield RawItem(lineno, text, value)
 
 
 def _read_text(path: Path) -> str:
@@ -112,6 +133,10 @@ def _read_json_array(path: Path) -> Iterator[RawItem]:
     except json.JSONDecodeError as err:
         raise SourceError(f"{path}:{err.lineno}: not valid JSON ({err.msg}); a JSON source must be "
                           "one array of objects") from err
+    except ValueError as err:  # an integer of more than 4300 digits
+        raise SourceError(f"{path}: not valid JSON ({err})") from err
+    except RecursionError as err:
+        raise SourceError(f"{path}: not valid JSON ({_too_deep('the file')})") from err
     if not isinstance(data, list):
         raise SourceError(f"{path}: a JSON source must be an array of objects, found {type(data).__name__}")
     # Walk the array again with raw_decode to know the line each element starts on.
@@ -132,7 +157,19 @@ def _read_parquet(path: Path) -> Iterator[RawItem]:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises several types for a damaged file
         raise SourceError(f"{path}: not a readable Parquet file: {err}") from err
-    for row, value in enumerate(table.to_pylist(), start=1):
+    try:
+        rows = table.to_pylist()
+    except UnicodeDecodeError:  # a string column holding bytes that are not UTF-8: find the rows
+        rows = None
+    for row in range(1, table.num_rows + 1):
+        if rows is not None:
+            value = rows[row - 1]
+        else:
+            try:
+                value = table.slice(row - 1, 1).to_pylist()[0]
+            except UnicodeDecodeError as err:
+                yield RawItem(row, "", error=f"not valid UTF-8 ({err.reason})", unit="row")
+                continue
         yield RawItem(row, json.dumps(value, ensure_ascii=False, default=str), value, unit="row")
 
 
@@ -161,13 +198,23 @@ def _csv_cell(cell: str) -> Any:
     if stripped.startswith("["):
         try:
             return json.loads(stripped)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON after all: the cell is text
             return cell
     return cell
 
 
+def _too_deep(what: str) -> str:
+    return (f"nested too deeply to parse ({what} nests lists or objects deeper than the JSON parser allows; "
+            f"a record may have {MAX_DEPTH} levels)")
+
+
 class Invalid(Exception):
     """Raised by ``to_canonical`` with the reason a record is quarantined."""
+
+
+def derived_id(spec: SourceSpec, item: RawItem) -> str:
+    """The id of a record whose source gives none: ``<source name>:<line>`` (``<row>`` for Parquet)."""
+    return f"{spec.name}:{item.line}"
 
 
 def to_canonical(item: RawItem, spec: SourceSpec) -> dict:
@@ -178,6 +225,7 @@ def to_canonical(item: RawItem, spec: SourceSpec) -> dict:
     if not isinstance(value, dict):
         raise Invalid(f"not an object: found {type(value).__name__}")
     f = spec.fields
+    value = json_safe(value, bytes_under=f["images"])
 
     def get(key: str, required: bool = False) -> Any:
         src = f[key]
@@ -187,7 +235,9 @@ def to_canonical(item: RawItem, spec: SourceSpec) -> dict:
             return None
         return value[src]
 
-    rec_id = get("id", required=True)
+    rec_id = get("id")
+    if rec_id is None:
+        rec_id = derived_id(spec, item)
     if isinstance(rec_id, bool) or not isinstance(rec_id, (str, int)):
         raise Invalid(f"wrong type for 'id': expected string or integer, found {type(rec_id).__name__}")
     task = get("task") or spec.task
@@ -216,16 +266,86 @@ def to_canonical(item: RawItem, spec: SourceSpec) -> dict:
             raise Invalid(f"missing required field {key!r} for task {task!r} (source field {f[key]!r})")
     images = get("images")
     if images is not None:
-        if isinstance(images, str):
+        if isinstance(images, (str, dict)):
             images = [images]
-        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
-            raise Invalid("wrong type for 'images': expected a path or a list of paths")
+        if not isinstance(images, list):
+            raise Invalid(f"wrong type for 'images': expected a path or a list of paths, found {type(images).__name__}")
         root = Path(spec.image_root) if spec.image_root else Path(spec.path).parent
-        record["images"] = [_check_image(image, root) for image in images]
+        record["images"] = [_check_image(_image_ref(image), root) for image in images]
     mapped = {f[key] for key in CANONICAL_KEYS}
     record["source"] = spec.path
     record["meta"] = {k: v for k, v in value.items() if k not in mapped}
     return record
+
+
+# --- every value of a record has a JSON form -----------------------------------------------
+
+def json_safe(value: dict, bytes_under: str | None = None) -> dict:
+    """A copy of a parsed record in which every value has a JSON form that UTF-8, Data-Juicer and
+    tokenizers accept, or ``Invalid`` naming the field (its source name, ``a.b[2]`` inside).
+
+    Quarantined: text that is not valid UTF-8 (lone surrogates), text with a NUL character, a key
+    that is not text, lists/objects nested deeper than ``MAX_DEPTH``, binary data (allowed only
+    under the field ``bytes_under``, the images, whose own check explains it) and values of any
+    other type. Normalised: NaN and +-Infinity become null; dates and times ISO 8601 text,
+    decimals their exact text, durations seconds (Parquet's types)."""
+    return _safe(value, "", 1, bytes_under)
+
+
+def _safe(value: Any, where: str, depth: int, bytes_under: str | None) -> Any:
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        _check_text(value, f"field {where}")
+        return value
+    if isinstance(value, (dict, list, tuple)):
+        if depth > MAX_DEPTH:
+            raise Invalid(f"field {where}: nested deeper than {MAX_DEPTH} levels of lists or objects")
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise Invalid(f"{_in(where)}: a field name is not text ({type(key).__name__} {_show(repr(key))})")
+                _check_text(key, f"{_in(where)}: field name '{_show(key)}'")
+                out[key] = _safe(item, f"{where}.{_show(key)}" if where else _show(key), depth + 1,
+                                 bytes_under if where else (key if key == bytes_under else None))
+            return out
+        return [_safe(item, f"{where}[{index}]", depth + 1, bytes_under) for index, item in enumerate(value)]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        if bytes_under is not None:
+            return bytes(value)
+        raise Invalid(f"field {where}: binary data ({len(value)} bytes) has no JSON form")
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return str(value) if value.is_finite() else None
+    raise Invalid(f"field {where}: a {type(value).__name__} value has no JSON form")
+
+
+def _in(where: str) -> str:
+    return f"field {where}" if where else "record"
+
+
+def _check_text(text: str, label: str) -> None:
+    """Refuse text that cannot be written as UTF-8 (lone surrogates) or that holds a NUL character."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise Invalid(f"{label}: text is not valid UTF-8 (lone surrogate U+{ord(text[err.start]):04X} at "
+                      f"character {err.start})") from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise Invalid(f"{label}: text contains a NUL character (U+0000) at character {nul}")
+
+
+def _show(text: str, limit: int = 80) -> str:
+    """``text`` as it may appear in a reason: writable as UTF-8 and at most ``limit`` characters."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _check_prompt(prompt: Any) -> Any:
@@ -238,6 +358,10 @@ def _check_prompt(prompt: Any) -> Any:
             if not (isinstance(turn, dict) and isinstance(turn.get("role"), str)
                     and isinstance(turn.get("content"), str)):
                 raise Invalid("wrong type for 'prompt': chat messages need string 'role' and 'content'")
+        for number, turn in enumerate(prompt, start=1):
+            if turn["role"] not in CHAT_ROLES:
+                raise Invalid(f"wrong value for 'prompt': chat message {number} has role '{_show(turn['role'])}'; "
+                              f"expected one of {', '.join(CHAT_ROLES)}")
         if not any(turn["content"].strip() for turn in prompt):
             raise Invalid("empty prompt")
         return prompt
@@ -246,24 +370,53 @@ def _check_prompt(prompt: Any) -> Any:
     raise Invalid(f"wrong type for 'prompt': expected string or chat messages, found {type(prompt).__name__}")
 
 
+def _image_ref(image: Any) -> str:
+    """One entry of ``images`` as a path or data URI: a string, or a ``{bytes, path}`` object (the
+    Hugging Face ``Image`` layout) that has a path and no bytes."""
+    if isinstance(image, str):
+        if not image.strip():
+            raise Invalid("empty image path")
+        return image
+    if isinstance(image, dict) and image and set(image) <= {"bytes", "path"}:
+        if image.get("bytes") is not None:
+            raise Invalid("embedded image bytes ({bytes, path}) are not supported: save the images as files "
+                          "and give their paths")
+        if isinstance(image.get("path"), str) and image["path"].strip():
+            return image["path"]
+        raise Invalid("wrong type for 'images': an image {bytes, path} without bytes needs a path")
+    raise Invalid(f"wrong type for 'images': expected a path or a list of paths, found {type(image).__name__} "
+                  "in the list")
+
+
 def _check_image(image: str, root: Path) -> str:
     """Return the image's usable path (or the data URI); raise ``Invalid`` if it is no image."""
-    from PIL import Image, UnidentifiedImageError
+    import binascii
+
+    from PIL import Image
 
     if image.startswith("data:image"):
+        if "," not in image:
+            raise Invalid("not an image: inline data without a comma before its payload")
         try:
             payload = base64.b64decode(image.split(",", 1)[1], validate=True)
+        except binascii.Error as err:
+            raise Invalid(f"not an image: inline data that is not base64 ({err})") from err
+        try:
             with Image.open(io.BytesIO(payload)) as img:
                 img.verify()
-        except (IndexError, ValueError, UnidentifiedImageError, OSError) as err:
-            raise Invalid(f"not an image: inline base64 data ({err})") from err
+        except Exception as err:  # PIL raises many types (OSError, SyntaxError, struct.error, ...)
+            raise Invalid(f"not an image: inline base64 data ({type(err).__name__})") from err
         return image
     path = Path(image) if Path(image).is_absolute() else root / image
-    if not path.is_file():
-        raise Invalid(f"image not found: {path}")
+    try:
+        found = path.is_file()
+    except OSError:  # e.g. a name longer than the file system allows
+        found = False
+    if not found:
+        raise Invalid(f"image not found: {_show(str(path), 200)}")
     try:
         with Image.open(path) as img:
             img.verify()
-    except (UnidentifiedImageError, OSError) as err:
-        raise Invalid(f"not an image: {path} ({type(err).__name__})") from err
+    except Exception as err:  # PIL raises many types (OSError, SyntaxError, struct.error, ...)
+        raise Invalid(f"not an image: {_show(str(path), 200)} ({type(err).__name__})") from err
     return str(path)

@@ -6,8 +6,12 @@ Settings come from the validated workflow config as typed objects (TRL's ``SFTCo
 killed job continues; the finished model or adapter is written atomically and the
 checkpoints are removed.
 
-Per step, loss (and for DPO the reward margin and accuracy) go to a CSV that the rule turns into
-a figure. The entry points (``scripts/train_sft.py``, ``scripts/train_dpo.py``) are plain
+Per logged step, loss (and for DPO the reward margin and accuracy) go to a CSV that the rule
+turns into a figure. The CSV and the reported ``train_loss`` are computed at the end from the
+trainer state's log history, which every checkpoint keeps, so a run killed and resumed (also
+through Snakemake, which deletes a declared output before the rerun) writes the bytes an
+uninterrupted run writes; the Trainer's own ``training_loss`` covers only the steps of the last
+``train()`` call. The Trainer prints each log line to the job's log while it runs. The entry points (``scripts/train_sft.py``, ``scripts/train_dpo.py``) are plain
 command-line programs, so ``accelerate launch`` can run them on several GPUs unchanged.
 """
 
@@ -19,7 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .io import atomic_open, read_jsonl
+from .io import atomic_open, read_json, read_jsonl, write_json
 
 log = logging.getLogger("juicebox")
 
@@ -28,23 +32,56 @@ DPO_COLUMNS = ["step", "epoch", "loss", "rewards/margins", "rewards/accuracies",
 SFT_COLUMNS = ["step", "epoch", "loss", "mean_token_accuracy", "learning_rate"]
 
 
-def metrics_callback(path: Path, columns: list[str]):
-    """A TrainerCallback appending each logged step's metrics to ``path`` (kept across resumes)."""
+def log_at_checkpoints():
+    """A TrainerCallback that also logs at every checkpoint and at the last step.
+
+    The loss and the trainers' metrics (DPO's reward margins, SFT's token accuracy) gathered since
+    the last log live in memory only; a checkpoint does not keep them. Logging whenever a
+    checkpoint is saved makes a resumed run log what an uninterrupted one logs, and logging at the
+    last step leaves no step out of the log history, from which ``train_loss`` is computed.
+    """
     from transformers import TrainerCallback
 
-    class WriteMetrics(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs or "loss" not in logs:
-                return
-            new = not path.exists()
-            with open(path, "a", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                if new:
-                    writer.writerow(columns)
-                row = {"step": state.global_step, **logs}
-                writer.writerow([row.get(c, "") for c in columns])
+    class LogAtCheckpoints(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            # Runs after the Trainer's DefaultFlowCallback, which has decided should_save.
+            if control.should_save or state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
 
-    return WriteMetrics()
+    return LogAtCheckpoints()
+
+
+def write_metrics(log_history: list[dict], path: Path, columns: list[str]) -> None:
+    """The training logs of ``log_history`` (one row per logged step) as a CSV, atomically."""
+    with atomic_open(path) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        for entry in log_history:
+            if "loss" in entry:
+                writer.writerow([entry.get(c, "") for c in columns])
+
+
+def mean_step_loss(log_history: list[dict], steps: int) -> float:
+    """The mean loss per step of the whole run: what the Trainer reports as ``training_loss`` for a
+    run never interrupted, also after resumes.
+
+    The Trainer adds each step's loss to a float32 sum, and at each log adds that sum (as a Python
+    float) to a total and logs it divided by the steps since the previous log; ``training_loss`` is
+    the total over the steps. Its total starts at 0 in every ``train()`` call, so after a resume it
+    covers only the resumed steps. Here each sum is recovered from the log history (which the
+    checkpoints keep): the logged loss times its steps, rounded to float32, which is the float32
+    sum exactly (the product's error is far below half a float32 step), added in the same order.
+    With a log at the last step (:func:`log_at_checkpoints`), no step is left out.
+    """
+    import numpy as np
+
+    total, last = 0.0, 0
+    for entry in log_history:
+        if "loss" in entry:
+            total += float(np.float32(entry["loss"] * (entry["step"] - last)))
+            last = entry["step"]
+    return total / max(steps, 0.001)
 
 
 def latest_checkpoint(folder: Path) -> str | None:
@@ -89,7 +126,7 @@ def sft_dataset(records: list[dict], tasks: list[str] | None):
     """Prompt-completion chat rows from processed records: math → answer, caption → first reference."""
     from datasets import Dataset
 
-    from .engines import to_messages
+    from .records import prompt_messages
 
     rows = []
     for record in records:
@@ -98,7 +135,7 @@ def sft_dataset(records: list[dict], tasks: list[str] | None):
         target = record.get("answer") or (record.get("references") or [None])[0]
         if not target:
             continue
-        rows.append({"prompt": to_messages(record["prompt"]),
+        rows.append({"prompt": prompt_messages(record["prompt"]),
                      "completion": [{"role": "assistant", "content": str(target)}]})
     if not rows:
         raise ValueError("no processed record has an answer or a reference to train on")
@@ -117,8 +154,8 @@ def train_sft(data: str, model_path: str, out: str, metrics: str, settings: dict
     tokenizer = load_tokenizer(model_path, padding_side="right")
     args = SFTConfig(**common_args(settings, ckpt_dir, seed), completion_only_loss=True)
     trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[metrics_callback(Path(metrics), SFT_COLUMNS)])
-    result = _train(trainer, ckpt_dir, Path(metrics))
+                         callbacks=[log_at_checkpoints()])
+    result = _train(trainer, ckpt_dir, Path(metrics), SFT_COLUMNS)
     save_model(trainer.model, tokenizer, out_dir)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return {"examples": len(dataset), **result}
@@ -151,11 +188,12 @@ def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dic
     args = DPOConfig(**common_args(settings, ckpt_dir, seed), beta=settings["beta"],
                      loss_type=[settings["loss_type"]])
     trainer = DPOTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=lora_config(settings), callbacks=[metrics_callback(Path(metrics), DPO_COLUMNS)])
-    result = _train(trainer, ckpt_dir, Path(metrics))
+                         peft_config=lora_config(settings), callbacks=[log_at_checkpoints()])
+    result = _train(trainer, ckpt_dir, Path(metrics), DPO_COLUMNS)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.model.save_pretrained(tmp)
+    sort_set_fields(tmp / "adapter_config.json", trainer.model.peft_config)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
@@ -163,27 +201,40 @@ def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dic
     return {"pairs": len(dataset), **result}
 
 
-def drop_rows_after(metrics: Path, step: int) -> None:
-    """Forget the metrics of steps after ``step``: a resumed run logs them again."""
-    if not metrics.exists():
-        return
-    with open(metrics, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
-    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
-    with atomic_open(metrics) as handle:
-        handle.write("\n".join(kept) + "\n")
+def sort_set_fields(config_path: Path, peft_configs: dict) -> None:
+    """Rewrite a saved ``adapter_config.json`` with the lists PEFT made from sets sorted.
+
+    PEFT keeps some fields as sets (``target_modules`` once ``all-linear`` is resolved) and writes
+    them as lists in set order, which changes from one process to the next (string hashing).
+    """
+    set_fields = {key for cfg in peft_configs.values() for key, value in vars(cfg).items() if isinstance(value, set)}
+    config = read_json(config_path)
+    for key in set_fields & set(config):
+        if isinstance(config[key], list):
+            config[key] = sorted(config[key])
+    write_json(config_path, config, sort_keys=True)  # PEFT sorts the keys too
 
 
-def _train(trainer, ckpt_dir: Path, metrics: Path) -> dict:
-    """Run ``trainer`` from the newest checkpoint if there is one (a fresh metrics CSV otherwise)."""
+def _train(trainer, ckpt_dir: Path, metrics: Path, columns: list[str]) -> dict:
+    """Run ``trainer`` from the newest checkpoint if there is one; write the metrics CSV at the end.
+
+    The summary holds what an uninterrupted run reports: whether and where the run resumed goes
+    to the log only, so a resumed run's summary has the same bytes.
+    """
     resume = latest_checkpoint(ckpt_dir)
     if resume:
         log.info("resuming from %s", resume)
-        drop_rows_after(metrics, int(resume.rsplit("-", 1)[1]))
-    elif metrics.exists():
-        metrics.unlink()
     output = trainer.train(resume_from_checkpoint=resume)
-    return {"steps": output.global_step, "train_loss": output.training_loss, "resumed_from": resume}
+    history = trainer.state.log_history
+    train_loss = mean_step_loss(history, output.global_step)
+    log.info("train_loss %r over %d step(s); the Trainer reports %r for the steps of this call%s", train_loss,
+             output.global_step, output.training_loss, f" (resumed from {resume})" if resume else "")
+    if not resume and train_loss != output.training_loss:
+        log.warning("train_loss from the log history (%r) differs from the Trainer's (%r): has the Trainer's "
+                    "loss accounting changed?", train_loss, output.training_loss)
+    if trainer.is_world_process_zero():
+        write_metrics(history, metrics, columns)
+    return {"steps": output.global_step, "train_loss": train_loss}
 
 
 def plot_metrics(curves: list[tuple[str, str]], png_path: str) -> None:

@@ -1,8 +1,11 @@
 """Rollout engines: a registry from ``type:`` to a class that answers prompts n times.
 
 Every engine takes the same :class:`Sampling` and answers a list of :class:`Prompt` through
-``run(prompts, on_done)``, calling ``on_done(prompt, samples)`` as soon as a prompt's n samples
-are finished, so the caller can append them to its shard file and a killed job keeps them.
+``run(prompts, on_done, done=())``, calling ``on_done(prompt, samples)`` as soon as a prompt's n
+samples are finished, so the caller can append them to its shard file and a killed job keeps
+them. A resumed shard passes all its prompts and the ids already ``done``: the engine answers
+only the others, but whatever it batches or seeds together is formed from the whole list, so
+every answer is the one an uninterrupted run gives.
 
 * ``hf`` (:mod:`.hf`): in-process transformers generation, batched with left padding and the
   KV cache, for CPU and small GPUs.
@@ -17,17 +20,40 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from ..registry import Registry
+from ..spec import Options
 
-ENGINES = Registry("engine")
+ENGINES = Registry("engine", default="hf")
 register = ENGINES.register
 
-# Sampling presets, as in the DeepVision toolkit: the generation_config values the model
-# families publish (Qwen2.5-Instruct, Qwen3 thinking mode, Xiaomi MiMo).
+# Sampling presets. The first four are the DeepVision-103k toolkit's table (its evaluation
+# scripts' ``--hyperparam``), value for value:
+#
+#   preset      temperature  top_p  top_k  repetition_penalty  presence_penalty
+#   qwen_ins    0.7          0.8    20     1.0                 1.5
+#   qwen_think  1.0          0.95   20     1.0                 -
+#   mimo        0.3          0.95   -      -                   -
+#   greedy      0.01         -      -      -                   -
+#
+# A field the table leaves unspecified ("-") is neutral here, our Sampling default: top_p 1.0,
+# top_k 0 (off), repetition_penalty 1.0, presence_penalty and frequency_penalty 0.0 (off).
+# ``greedy`` is sampling at a very low temperature, as in the toolkit: its n answers are drawn
+# (and may differ); temperature 0 (preset ``argmax``, or ``custom``'s default) is argmax decoding.
+# The other presets keep the values ours had before, under names that say where they come from.
+NEUTRAL_SAMPLING: dict[str, Any] = {"top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0,
+                                    "presence_penalty": 0.0, "frequency_penalty": 0.0}
 PRESETS: dict[str, dict[str, Any]] = {
-    "greedy": {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0},
-    "qwen_ins": {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05},
-    "qwen_think": {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "repetition_penalty": 1.0},
-    "mimo": {"temperature": 0.6, "top_p": 0.95, "top_k": 0, "repetition_penalty": 1.0},
+    "greedy": {**NEUTRAL_SAMPLING, "temperature": 0.01},
+    "qwen_ins": {**NEUTRAL_SAMPLING, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0,
+                 "presence_penalty": 1.5},
+    "qwen_think": {**NEUTRAL_SAMPLING, "temperature": 1.0, "top_p": 0.95, "top_k": 20, "repetition_penalty": 1.0},
+    "mimo": {**NEUTRAL_SAMPLING, "temperature": 0.3, "top_p": 0.95},
+    # argmax decoding: one answer per prompt, repeated n times (our earlier ``greedy``)
+    "argmax": {**NEUTRAL_SAMPLING, "temperature": 0.0},
+    # Qwen2.5-Instruct's generation_config.json (our earlier ``qwen_ins``)
+    "qwen2.5_generation_config": {**NEUTRAL_SAMPLING, "temperature": 0.7, "top_p": 0.8, "top_k": 20,
+                                  "repetition_penalty": 1.05},
+    # Qwen3's model card for thinking mode (our earlier ``qwen_think``)
+    "qwen3_thinking_card": {**NEUTRAL_SAMPLING, "temperature": 0.6, "top_p": 0.95, "top_k": 20},
 }
 
 
@@ -40,6 +66,10 @@ class Sampling:
     top_p: float = 1.0
     top_k: int = 0
     repetition_penalty: float = 1.0
+    # OpenAI semantics: subtracted from the logit of every token already generated in this answer
+    # (the prompt does not count), presence once, frequency once per occurrence. 0 = off.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     max_tokens: int = 64
     seed: int = 0
     preset: str = "custom"
@@ -55,7 +85,8 @@ class Sampling:
 
     @property
     def greedy(self) -> bool:
-        """Temperature 0 means argmax decoding: one answer repeated n times."""
+        """Temperature 0 means argmax decoding: one answer repeated n times. Any temperature above 0
+        samples, however low (the ``greedy`` preset's 0.01 draws its n answers)."""
         return self.temperature <= 0.0
 
     def with_n(self, n: int) -> "Sampling":
@@ -76,14 +107,6 @@ class Prompt:
     images: list[str] = field(default_factory=list)
 
 
-def to_messages(prompt: str | list[dict], system: str | None = None) -> list[dict]:
-    """A canonical prompt (text or chat messages) as chat messages, with an optional system turn."""
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-    if system and not any(m.get("role") == "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": system})
-    return messages
-
-
 def stable_seed(*parts: Any) -> int:
     """A 31-bit seed from any values, the same in every process (unlike ``hash``)."""
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
@@ -93,19 +116,32 @@ def stable_seed(*parts: Any) -> int:
 OnDone = Callable[[Prompt, list[dict]], None]
 
 
-def job_engine_config(cfg: dict, threads: int, server_logs: str) -> dict:
-    """An engine config for one job: ``hf`` uses the job's threads, launched servers log under the job."""
-    out = dict(cfg)
-    if out.get("type", "hf") == "hf":
-        out.setdefault("threads", threads)
-    else:
-        out.setdefault("log_dir", server_logs)
-    return out
+@dataclass(frozen=True)
+class EngineOptions(Options):
+    """Base of every engine's options: what a job running the engine asks a cluster for."""
+
+    def gpus(self) -> int:
+        """GPUs one job running this engine needs."""
+        raise NotImplementedError
+
+    def conda_env(self, cpu_env: str) -> str:
+        """Conda env of a job running this engine (``cpu_env`` unless it needs its own)."""
+        return cpu_env
+
+    def check_sampling(self, sampling: "Sampling") -> None:
+        """Raise ValueError naming the sampling settings this engine cannot honour (none by default)."""
 
 
-def make_engine(cfg: dict, model: str, adapter: str | None, sampling: Sampling):
-    """Build the engine named by ``cfg["type"]`` with the rest of ``cfg`` as its options."""
-    from . import hf, openai  # noqa: F401  (registers the engines)
+def make_engine(cfg: dict, model: str, adapter: str | None, sampling: Sampling, *, threads: int | None = None,
+                log_dir: str = "results/logs/servers", where: str = "engine"):
+    """Build the engine named by ``cfg["type"]`` from its options.
 
-    options = {k: v for k, v in cfg.items() if k != "type"}
-    return ENGINES.lookup(cfg.get("type", "hf"))(model=model, adapter=adapter, sampling=sampling, **options)
+    ``threads`` (the job's CPU threads) is used by in-process engines; ``log_dir`` holds the logs
+    of servers an engine launches.
+    """
+    return ENGINES.build(cfg, where, model=model, adapter=adapter, sampling=sampling, threads=threads,
+                         log_dir=log_dir)
+
+
+# Registers the engines (one module each; heavy imports happen inside them, when they run).
+from . import hf, openai  # noqa: E402,F401

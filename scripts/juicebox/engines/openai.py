@@ -20,11 +20,69 @@ import logging
 import os
 import random
 from dataclasses import dataclass
+from typing import Collection, Literal
 
-from . import OnDone, Prompt, Sampling, register, stable_seed
+from ..spec import Options, option
+from . import NEUTRAL_SAMPLING, EngineOptions, OnDone, Prompt, Sampling, register, stable_seed
 
 log = logging.getLogger("juicebox")
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+ERROR_TEXT_LIMIT = 300  # characters of a server's error body kept in messages, logs and details
+
+# Sampling fields each kind of launched server cannot honour (it refuses them with a 422, or
+# ignores them): a sampling that sets any of them away from its neutral value is refused by name.
+UNSUPPORTED_SAMPLING = {
+    "transformers": ("top_k", "repetition_penalty", "presence_penalty", "frequency_penalty"),
+}
+
+
+def scrub(text: str, secret: str | None, limit: int | None = None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by ``***``, then cut to ``limit`` characters.
+
+    Scrub first, then cut: cutting first can split a secret at the cut, so that the scrub no
+    longer finds it and its prefix stays in the text (and in every log line or detail made of it).
+    """
+    text = str(text)
+    if secret:
+        text = text.replace(secret, "***")
+    return text if limit is None else text[:limit]
+
+
+def check_supported(sampling: Sampling, kind: str) -> None:
+    """Refuse, by name and before any request, sampling settings a ``kind`` of server cannot honour.
+
+    ``transformers serve`` answers 422 "Unexpected fields" to ``top_k``/``repetition_penalty``,
+    ignores ``presence_penalty`` (with a warning in its log) and turns ``frequency_penalty`` into
+    a repetition penalty of 1 + f, which is not OpenAI's meaning; vllm honours all of them.
+    """
+    unsupported = UNSUPPORTED_SAMPLING.get(kind, ())
+    refused = [f"{name}={getattr(sampling, name)}" for name in unsupported
+               if getattr(sampling, name) != NEUTRAL_SAMPLING[name]]
+    if refused:
+        raise ValueError(f"sampling preset {sampling.preset!r} sets {', '.join(refused)}, which `{kind} serve` "
+                         f"cannot honour ({', '.join(unsupported)} must keep their neutral values with it); "
+                         "use another preset, override them, or launch vllm")
+
+
+@dataclass(frozen=True)
+class EndpointOptions(Options):
+    """One running server."""
+
+    url: str = option(help="Base URL, e.g. http://host:8000 (requests go to <url>/v1/chat/completions).")
+    concurrency: int | None = option(None, "Requests in flight at this server (null: the engine's concurrency).",
+                                     minimum=1)
+
+
+@dataclass(frozen=True)
+class LaunchOptions(Options):
+    """Servers started for the job (:mod:`.servers`)."""
+
+    kind: Literal["transformers", "vllm"] = option("transformers", "vllm (GPUs) or transformers (`transformers "
+                                                   "serve`, CPU or one GPU).")
+    tensor_parallel_size: int = option(1, "vLLM: GPUs per server.", minimum=1)
+    data_parallel_size: int = option(1, "vLLM: servers, each on its own tensor_parallel_size GPUs.", minimum=1)
+    startup_timeout: float = option(600.0, "Seconds to wait for the servers to answer.", exclusive_minimum=0)
+    extra_args: list[str] = option([], "Extra command-line arguments of the server.")
 
 
 class RequestFailed(RuntimeError):
@@ -44,38 +102,73 @@ class Endpoint:
 class OpenAIEngine:
     """Answer prompts through OpenAI-compatible servers, given or launched for the rule."""
 
-    def __init__(self, model: str, adapter: str | None, sampling: Sampling, endpoints: list | None = None,
-                 launch: dict | None = None, served_model: str | None = None, concurrency: int = 8,
-                 retries: int = 5, backoff: float = 1.0, timeout: float = 120.0, request_n: bool = False,
-                 api_key_env: str | None = None, log_dir: str = "results/logs/servers"):
+    @dataclass(frozen=True)
+    class Options(EngineOptions):
+        """openai keys: servers given as ``endpoints`` or started for the job by ``launch``."""
+
+        endpoints: list[str | EndpointOptions] = option([], "Base URLs of running servers (a URL, or {url, "
+                                                        "concurrency}); leave empty to launch servers.")
+        launch: LaunchOptions | None = option(None, "Start servers for the job and stop them after it.")
+        served_model: str | None = option(None, "Model name sent in requests (null: the launched server's name, "
+                                          "or the model path for given endpoints).")
+        concurrency: int = option(8, "Requests in flight per endpoint.", minimum=1)
+        retries: int = option(5, "Retries of a failed request (connection errors, timeouts, HTTP 408/409/425/"
+                              "429/5xx), with exponential backoff.", minimum=0)
+        backoff: float = option(1.0, "First retry delay in seconds (doubled each retry, jittered).", minimum=0)
+        timeout: float = option(120.0, "Seconds one request may take.", exclusive_minimum=0)
+        request_n: bool = option(False, "Ask for n answers in one request (always on for launched vLLM; "
+                                 "`transformers serve` ignores n).")
+        api_key_env: str | None = option(None, "Environment variable holding the API key (never logged or written).")
+
+        def check(self) -> None:
+            """Servers are given or launched, not both and not neither."""
+            if bool(self.endpoints) == (self.launch is not None):
+                raise ValueError("engine type openai needs exactly one of `endpoints:` (running servers) or "
+                                 "`launch:` (servers started for the job)")
+
+        def gpus(self) -> int:
+            """tensor x data parallel GPUs for launched vLLM, 1 for `transformers serve`, 0 for endpoints."""
+            if self.launch is None:
+                return 0
+            if self.launch.kind == "vllm":
+                return self.launch.tensor_parallel_size * self.launch.data_parallel_size
+            return 1
+
+        def conda_env(self, cpu_env: str) -> str:
+            """envs/vllm.yaml when the job launches vLLM."""
+            return "envs/vllm.yaml" if self.launch is not None and self.launch.kind == "vllm" else cpu_env
+
+        def check_sampling(self, sampling: Sampling) -> None:
+            """Refuse sampling settings the launched server cannot honour."""
+            if self.launch is not None:
+                check_supported(sampling, self.launch.kind)
+
+    def __init__(self, options: Options, *, model: str, adapter: str | None, sampling: Sampling,
+                 threads: int | None = None, log_dir: str = "results/logs/servers"):
         self.model_path, self.adapter, self.sampling = model, adapter, sampling
-        self.retries, self.backoff, self.timeout, self.request_n = retries, backoff, timeout, request_n
+        self.retries, self.backoff, self.timeout = options.retries, options.backoff, options.timeout
+        self.request_n = options.request_n
+        api_key_env = options.api_key_env
         self.api_key = os.environ.get(api_key_env) if api_key_env else None
         if api_key_env and not self.api_key:
             raise ValueError(f"environment variable {api_key_env} (api_key_env) is not set")
         self._stack = contextlib.ExitStack()
-        if launch:
+        launch = options.launch
+        if launch is not None:
             from .servers import launch as launch_servers
 
-            if launch.get("kind", "transformers") == "transformers" and (sampling.top_k or sampling.repetition_penalty != 1.0):
-                # transformers serve answers 422 "Unexpected fields" to these: fail before launching.
-                raise ValueError(f"sampling preset {sampling.preset!r} sets top_k/repetition_penalty, which "
-                                 "`transformers serve` refuses; use preset custom or greedy with it, or vllm")
-
+            check_supported(sampling, launch.kind)  # before launching anything
             urls, name = self._stack.enter_context(launch_servers(
-                launch.get("kind", "transformers"), model, adapter, log_dir,
-                tensor_parallel_size=launch.get("tensor_parallel_size", 1),
-                data_parallel_size=launch.get("data_parallel_size", 1),
-                startup_timeout=launch.get("startup_timeout", 600), extra_args=launch.get("extra_args")))
-            self.endpoints = [Endpoint(u, concurrency) for u in urls]
-            self.served_model = served_model or name
-            self.request_n = launch.get("kind") == "vllm" or request_n
+                launch.kind, model, adapter, log_dir, tensor_parallel_size=launch.tensor_parallel_size,
+                data_parallel_size=launch.data_parallel_size, startup_timeout=launch.startup_timeout,
+                extra_args=launch.extra_args))
+            self.endpoints = [Endpoint(u, options.concurrency) for u in urls]
+            self.served_model = options.served_model or name
+            self.request_n = launch.kind == "vllm" or options.request_n
         else:
-            if not endpoints:
-                raise ValueError("engine type openai needs `endpoints:` or `launch:`")
-            self.endpoints = [Endpoint(e, concurrency) if isinstance(e, str)
-                              else Endpoint(e["url"], e.get("concurrency", concurrency)) for e in endpoints]
-            self.served_model = served_model or model
+            self.endpoints = [Endpoint(e, options.concurrency) if isinstance(e, str)
+                              else Endpoint(e.url, e.concurrency or options.concurrency) for e in options.endpoints]
+            self.served_model = options.served_model or model
         self.failed: dict[str, str] = {}
 
     def provenance(self) -> dict:
@@ -83,9 +176,13 @@ class OpenAIEngine:
         return {"type": "openai", "model": self.model_path, "adapter": self.adapter,
                 "served_model": self.served_model, "endpoints": [e.url for e in self.endpoints]}
 
-    def run(self, prompts: list[Prompt], on_done: OnDone) -> None:
-        """Answer every prompt n times; ``on_done`` runs as each prompt completes."""
-        asyncio.run(self._run(prompts, on_done))
+    def run(self, prompts: list[Prompt], on_done: OnDone, done: Collection[str] = ()) -> None:
+        """Answer every prompt not in ``done`` n times; ``on_done`` runs as each prompt completes.
+
+        Each request is seeded from the prompt's id (and sample index) alone, never from its
+        position or from the other prompts, so skipping the ``done`` ones changes no answer.
+        """
+        asyncio.run(self._run([p for p in prompts if p.id not in done], on_done))
         if self.failed:
             first = next(iter(self.failed.items()))
             raise RequestFailed(f"{len(self.failed)} prompt(s) failed after {self.retries} retries "
@@ -130,6 +227,9 @@ class OpenAIEngine:
             body["top_k"] = s.top_k
         if s.repetition_penalty != 1.0:
             body["repetition_penalty"] = s.repetition_penalty
+        for name in ("presence_penalty", "frequency_penalty"):  # OpenAI fields; sent only when on
+            if getattr(s, name):
+                body[name] = getattr(s, name)
         return body
 
     async def _acquire(self, avoid: list[Endpoint] | None = None) -> Endpoint:
@@ -165,12 +265,12 @@ class OpenAIEngine:
                     if resp.status == 200:
                         data = await resp.json()
                         return [self._sample(choice) for choice in data["choices"]][:n]
-                    text = (await resp.text())[:300]
+                    text = scrub(await resp.text(), self.api_key, ERROR_TEXT_LIMIT)  # scrub, then cut
                     error = f"HTTP {resp.status} from {endpoint.url}: {text}"
                     if resp.status not in RETRYABLE_STATUS:
                         raise RequestFailed(error)
             except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as err:
-                error = f"{type(err).__name__} at {endpoint.url}: {err}"
+                error = scrub(f"{type(err).__name__} at {endpoint.url}: {err}", self.api_key)
             finally:
                 await self._release(endpoint)
             failed_at.append(endpoint)

@@ -30,21 +30,20 @@ Types (one module each): ``verifier_math``, ``reference_caption``, ``dpo_implici
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..records import prompt_messages as record_prompt_messages
 from ..registry import Registry
+from ..spec import ConfigError, Options, option
 
 log = logging.getLogger("juicebox")
 
 REWARDS = Registry("reward")
 register = REWARDS.register
-# Spec keys that belong to CombinedReward, not to the reward class.
-SPEC_KEYS = ("type", "name", "weight")
 
 Scores = list[list[tuple[float | None, dict]]]
 
@@ -88,25 +87,40 @@ class RewardContext:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RewardOptions(Options):
+    """Keys every reward takes (CombinedReward reads name and weight)."""
+
+    name: str | None = option(None, "Name in the scored records' `rewards` (null: the type).")
+    weight: float = option(1.0, "Weight in the combined reward.")
+    tasks: list[str] | None = option(None, "Record tasks the reward applies to (null: the type's default).")
+
+    def check(self) -> None:
+        """The weight is finite."""
+        if not math.isfinite(self.weight):
+            raise ValueError(f"weight must be a finite number, found {self.weight!r}")
+
+
 class Reward:
     """A reward type. Subclasses set ``default_tasks`` and implement ``score_applicable``.
 
     ``tasks``: the record tasks it applies to (None: every task). ``score`` answers every record
     it is given; records of other tasks get (None, {"reason": ...}) for each sample, the others
-    go to ``score_applicable`` together, in one call.
+    go to ``score_applicable`` together, in one call. ``runs_model``: whether scoring runs a model
+    (its shard jobs then ask for a GPU).
     """
 
+    Options = RewardOptions
     type: str = ""
     default_tasks: tuple[str, ...] | None = None
+    runs_model: bool = False
     # Keys of a sample's details that CombinedReward also copies into ``rewards`` as "<name>.<key>".
     rank_keys: tuple[str, ...] = ()
 
-    def __init__(self, context: RewardContext | None = None, tasks: list[str] | None = None) -> None:
+    def __init__(self, options: RewardOptions | None = None, context: RewardContext | None = None) -> None:
+        self.options = options or self.Options()
         self.context = context or RewardContext()
-        if tasks is None:
-            tasks = self.default_tasks
-        if tasks is not None and (isinstance(tasks, str) or not all(isinstance(t, str) for t in tasks)):
-            raise ValueError(f"{self.type}: tasks must be a list of task names, found {tasks!r}")
+        tasks = self.options.tasks if self.options.tasks is not None else self.default_tasks
         self.tasks = list(tasks) if tasks is not None else None
 
     def applies(self, task: str | None) -> bool:
@@ -164,17 +178,25 @@ def _checked(value: Any, details: dict) -> tuple[float | None, dict]:
     return value, details
 
 
-def make_reward(spec: dict, context: RewardContext | None = None) -> Reward:
-    """The reward named by ``spec["type"]``, built from its own keys (``name``/``weight`` skipped)."""
-    kind = spec.get("type")
-    cls = REWARDS.lookup(kind, "rewards")
-    own = {k: v for k, v in spec.items() if k not in SPEC_KEYS}
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "context")]
-    unknown = sorted(set(own) - set(accepted))
-    if unknown:
-        raise ValueError(f"reward type {kind!r} does not take {unknown}; it takes {accepted} "
-                         f"plus {list(SPEC_KEYS)}")
-    return cls(context=context, **own)
+def make_reward(spec: dict, context: RewardContext | None = None, where: str = "rewards") -> Reward:
+    """The reward a config entry names, built from its options."""
+    return REWARDS.build(spec, where, context=context)
+
+
+def reward_name(options: RewardOptions, kind: str) -> str:
+    """The name a reward's values go under: its ``name``, else its type."""
+    return options.name or kind
+
+
+def check_names(specs: list[dict], where: str = "rewards.functions") -> None:
+    """Raise ConfigError when two rewards of a list would write under the same name."""
+    seen: dict[str, int] = {}
+    for position, spec in enumerate(specs):
+        name = spec.get("name") or spec.get("type")
+        if name in seen:
+            raise ConfigError(f"{where}[{position}]: name {name!r} is used twice (also by [{seen[name]}]); "
+                            "give one of them a `name:`")
+        seen[name] = position
 
 
 class CombinedReward:
@@ -183,15 +205,11 @@ class CombinedReward:
     def __init__(self, specs: list[dict], context: RewardContext | None = None) -> None:
         if not specs:
             raise ValueError("rewards: the list is empty; give at least one reward")
+        check_names(specs)
         self.entries: list[tuple[str, float, Reward]] = []
         for position, spec in enumerate(specs):
-            name = spec.get("name") or spec.get("type")
-            weight = spec.get("weight", 1.0)
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-                raise ValueError(f"rewards[{position}] ({name}): weight must be a finite number, found {weight!r}")
-            if any(name == other for other, _, _ in self.entries):
-                raise ValueError(f"rewards[{position}]: name {name!r} is used twice; give one of them a `name:`")
-            self.entries.append((name, float(weight), make_reward(spec, context)))
+            reward = make_reward(spec, context, f"rewards.functions[{position}]")
+            self.entries.append((reward_name(reward.options, reward.type), reward.options.weight, reward))
 
     def score_records(self, records: list[dict]) -> list[dict]:
         """The records with ``reward``, ``rewards``, ``details`` and ``reward_reason`` on every sample."""
@@ -244,12 +262,10 @@ class CombinedReward:
 
 def prompt_messages(record: dict) -> list[dict]:
     """The record's prompt as chat messages (a text prompt becomes one user turn)."""
-    from ..engines import to_messages
-
     prompt = record.get("prompt")
     if not isinstance(prompt, (str, list)):
         raise ValueError(f"prompt {record.get('id')}: 'prompt' must be text or chat messages, found {prompt!r}")
-    return to_messages(prompt)
+    return record_prompt_messages(prompt)
 
 
 # Registers the types (each module imports only light things at the top).

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+from typing import Literal
 
-from . import Reward, Scores, prompt_messages, register
+from ..spec import option
+from . import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register
 
 log = logging.getLogger("juicebox")
 
@@ -120,17 +123,26 @@ class DPOImplicit(Reward):
 
     rank_keys = VARIANTS
 
-    def __init__(self, context=None, tasks: list[str] | None = None, reward_model: str | None = None,
-                 adapter: str | None = None, ref_model: str | None = None, beta: float = 0.1,
-                 variant: str = "sum", batch_size: int = 16, include_eos: bool = True,
-                 dtype: str | None = None) -> None:
-        super().__init__(context, tasks)
-        if variant not in VARIANTS:
-            raise ValueError(f"dpo_implicit: variant must be one of {list(VARIANTS)}, found {variant!r}")
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta <= 0:
-            raise ValueError(f"dpo_implicit: beta must be a number > 0, found {beta!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"dpo_implicit: batch_size must be an integer >= 1, found {batch_size!r}")
+    runs_model = True
+
+    @dataclass(frozen=True)
+    class Options(RewardOptions):
+        """dpo_implicit keys."""
+
+        reward_model: str | None = option(None, "The reward model (null: the policy model, with the policy adapter).")
+        adapter: str | None = option(None, "A PEFT adapter on the reward model.")
+        ref_model: str | None = option(None, "The reference model (null: the base model).")
+        beta: float = option(0.1, "Scales the per-token log-probability difference.", exclusive_minimum=0)
+        variant: Literal["sum", "avg", "min", "last"] = option("sum", "How the per-token values are reduced.")
+        batch_size: int = option(16, "Answers scored together.", minimum=1)
+        include_eos: bool = option(True, "Score the end-of-turn token after the answer too.")
+        dtype: str | None = option(None, "torch dtype of the models (null: the context's, as saved).")
+
+    def __init__(self, options: Options, context: RewardContext | None = None) -> None:
+        super().__init__(options, context)
+        reward_model, adapter, ref_model = options.reward_model, options.adapter, options.ref_model
+        beta, variant, batch_size = options.beta, options.variant, options.batch_size
+        include_eos, dtype = options.include_eos, options.dtype
         if reward_model is None:
             reward_model = self.context.policy_model
             adapter = adapter if adapter is not None else self.context.policy_adapter

@@ -31,7 +31,10 @@ import string
 from itertools import combinations
 from pathlib import Path
 
-from . import Reward, Scores, prompt_messages, register
+from dataclasses import dataclass
+
+from ..spec import option
+from . import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register
 
 log = logging.getLogger("juicebox")
 
@@ -88,22 +91,39 @@ class Judge(Reward):
     (send the record's image files as data URLs, for multimodal judges).
     """
 
-    def __init__(self, context=None, tasks: list[str] | None = None, endpoint: str | None = None,
-                 model: str | None = None, api_key_env: str | None = None, template: str = DEFAULT_TEMPLATE,
-                 both_orders: bool = True, max_pairs: int | None = None, seed: int | None = None,
-                 concurrency: int = 8, retries: int = 3, backoff: float = 1.0, timeout: float = 120.0,
-                 max_tokens: int = 16, temperature: float = 0.0, images: bool = True) -> None:
-        super().__init__(context, tasks)
-        if not endpoint or not model:
-            raise ValueError("judge needs `endpoint:` (the server's base URL) and `model:` (the served model name)")
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-        if fields != TEMPLATE_FIELDS:
-            raise ValueError(f"judge: template must use exactly the fields {sorted(TEMPLATE_FIELDS)} "
-                             f"(literal braces doubled), found {sorted(fields)}")
-        if max_pairs is not None and (not isinstance(max_pairs, int) or max_pairs < 1):
-            raise ValueError(f"judge: max_pairs must be null or an integer >= 1, found {max_pairs!r}")
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"judge: concurrency must be an integer >= 1, found {concurrency!r}")
+    @dataclass(frozen=True)
+    class Options(RewardOptions):
+        """judge keys."""
+
+        endpoint: str = option(help="Base URL of the judge server (/v1/chat/completions is appended).")
+        model: str = option(help="The served model name.")
+        api_key_env: str | None = option(None, "Environment variable holding the API key (never logged or written).")
+        template: str = option(DEFAULT_TEMPLATE, "The judge prompt, with {question}, {answer_a} and {answer_b}.")
+        both_orders: bool = option(True, "Ask every pair in both orders (cancels a constant position bias).")
+        max_pairs: int | None = option(None, "Pairs compared per prompt, a seeded draw (null: all).", minimum=1)
+        seed: int | None = option(None, "Seed of that draw (null: the run's seed).")
+        concurrency: int = option(8, "Requests in flight.", minimum=1)
+        retries: int = option(3, "Retries of a failed request, with exponential backoff.", minimum=0)
+        backoff: float = option(1.0, "First retry delay in seconds (doubled per retry).", minimum=0)
+        timeout: float = option(120.0, "Seconds per request.", exclusive_minimum=0)
+        max_tokens: int = option(16, "Tokens of the judge's reply.", minimum=1)
+        temperature: float = option(0.0, "Judge sampling temperature.", minimum=0)
+        images: bool = option(True, "Send the record's image files as data URLs (multimodal judges).")
+
+        def check(self) -> None:
+            """The template uses exactly the three fields."""
+            fields = {name for _, name, _, _ in string.Formatter().parse(self.template) if name is not None}
+            if fields != TEMPLATE_FIELDS:
+                raise ValueError(f"judge: template must use exactly the fields {sorted(TEMPLATE_FIELDS)} "
+                                 f"(literal braces doubled), found {sorted(fields)}")
+
+    def __init__(self, options: Options, context: RewardContext | None = None) -> None:
+        super().__init__(options, context)
+        options.check()
+        endpoint, model, api_key_env, template = options.endpoint, options.model, options.api_key_env, options.template
+        both_orders, max_pairs, seed = options.both_orders, options.max_pairs, options.seed
+        concurrency, retries, backoff, timeout = options.concurrency, options.retries, options.backoff, options.timeout
+        max_tokens, temperature, images = options.max_tokens, options.temperature, options.images
         self._api_key = os.environ.get(api_key_env) if api_key_env else None
         if api_key_env and not self._api_key:
             raise ValueError(f"judge: environment variable {api_key_env} (api_key_env) is not set")
@@ -197,8 +217,11 @@ class Judge(Reward):
             parts.append({"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}})
         return parts
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
+    def _scrub(self, text: str, limit: int | None = None) -> str:
+        """``text`` without the API key, then cut to ``limit`` characters (in that order: see ``scrub``)."""
+        from ..engines.openai import scrub
+
+        return scrub(text, self._api_key, limit)
 
     async def _ask_all(self, conversations: list[list[dict]]) -> list[str | JudgeFailed]:
         import aiohttp
@@ -218,7 +241,7 @@ class Judge(Reward):
         """One chat completion with retries and backoff (the pattern of :mod:`juicebox.engines.openai`)."""
         import aiohttp
 
-        from ..engines.openai import RETRYABLE_STATUS
+        from ..engines.openai import ERROR_TEXT_LIMIT, RETRYABLE_STATUS
 
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens,
@@ -234,8 +257,10 @@ class Judge(Reward):
                             try:
                                 return data["choices"][0]["message"]["content"] or ""
                             except (KeyError, IndexError, TypeError):
-                                raise JudgeFailed(self._scrub(f"malformed reply from {url}: {str(data)[:300]}"))
-                        error = self._scrub(f"HTTP {resp.status} from {url}: {(await resp.text())[:300]}")
+                                # scrub the whole body, then cut it: a key across the cut must not leave its prefix
+                                raise JudgeFailed(f"malformed reply from {url}: "
+                                                  f"{self._scrub(str(data), ERROR_TEXT_LIMIT)}")
+                        error = f"HTTP {resp.status} from {url}: {self._scrub(await resp.text(), ERROR_TEXT_LIMIT)}"
                         if resp.status not in RETRYABLE_STATUS:
                             raise JudgeFailed(error)
                 except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, ValueError) as err:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import Reward, Scores, register
+from ..spec import option
+from . import Reward, RewardContext, RewardOptions, Scores, register
 
 
 def load_function(function: str, path: str | None = None) -> Callable:
@@ -47,11 +49,16 @@ class PythonFunction(Reward):
     stops the run with an error naming the function, the prompt id and the sample index.
     """
 
-    def __init__(self, context=None, tasks: list[str] | None = None, function: str | None = None,
-                 path: str | None = None) -> None:
-        super().__init__(context, tasks)
-        if not function:
-            raise ValueError("python reward needs `function:` ('module:function', or a name with `path:`)")
+    @dataclass(frozen=True)
+    class Options(RewardOptions):
+        """python keys."""
+
+        function: str = option(help="'module:function' (importable), or the function's name in the file `path`.")
+        path: str | None = option(None, "A Python file defining `function`.")
+
+    def __init__(self, options: Options, context: RewardContext | None = None) -> None:
+        super().__init__(options, context)
+        function, path = options.function, options.path
         self.function, self.path = function, path
         self._fn = load_function(function, path)
 

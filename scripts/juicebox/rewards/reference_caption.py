@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Literal
 
-from . import Reward, Scores, register
+from ..spec import option
+from . import Reward, RewardContext, RewardOptions, Scores, register
 
 log = logging.getLogger("juicebox")
 
@@ -26,13 +29,16 @@ class ReferenceCaption(Reward):
 
     default_tasks = ("caption",)
 
-    def __init__(self, context=None, tasks: list[str] | None = None, metric: str = "CIDEr") -> None:
-        from ..scoring import CAPTION_METRICS
+    @dataclass(frozen=True)
+    class Options(RewardOptions):
+        """reference_caption keys."""
 
-        super().__init__(context, tasks)
-        if metric not in CAPTION_METRICS:
-            raise ValueError(f"reference_caption: metric must be one of {list(CAPTION_METRICS)}, found {metric!r}")
-        self.metric = metric
+        metric: Literal["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE_L", "CIDEr"] = option(
+            "CIDEr", "The COCO caption metric used as the reward.")
+
+    def __init__(self, options: Options, context: RewardContext | None = None) -> None:
+        super().__init__(options, context)
+        self.metric = options.metric
 
     def settings(self) -> dict:
         """The metric."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from . import Reward, Scores, prompt_messages, register
+from dataclasses import dataclass
+
+from ..spec import option
+from . import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register
 
 
 def _free_pad_id(sequences: list[list[int]], preferred: list[int | None], vocab_size: int) -> int:
@@ -27,17 +30,21 @@ class RewardModel(Reward):
     with an id that occurs in none of its sequences. The model loads on the first ``score`` call.
     """
 
-    def __init__(self, context=None, tasks: list[str] | None = None, model: str | None = None, label: int = 0,
-                 batch_size: int = 16, dtype: str | None = None) -> None:
-        super().__init__(context, tasks)
-        if not model:
-            raise ValueError("reward_model needs `model:`, the path or hub id of a sequence-classification model")
-        if isinstance(label, bool) or not isinstance(label, int) or label < 0:
-            raise ValueError(f"reward_model: label must be an integer >= 0, found {label!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"reward_model: batch_size must be an integer >= 1, found {batch_size!r}")
-        self.model, self.label, self.batch_size = str(model), label, batch_size
-        self.dtype = dtype or self.context.dtype
+    runs_model = True
+
+    @dataclass(frozen=True)
+    class Options(RewardOptions):
+        """reward_model keys."""
+
+        model: str = option(help="Path or hub id of an AutoModelForSequenceClassification reward model.")
+        label: int = option(0, "The label whose logit is the reward.", minimum=0)
+        batch_size: int = option(16, "Answers scored together.", minimum=1)
+        dtype: str | None = option(None, "torch dtype of the model (null: the context's, as saved).")
+
+    def __init__(self, options: Options, context: RewardContext | None = None) -> None:
+        super().__init__(options, context)
+        self.model, self.label, self.batch_size = options.model, options.label, options.batch_size
+        self.dtype = options.dtype or self.context.dtype
         self._loaded = None
 
     def settings(self) -> dict:

@@ -1,0 +1,123 @@
+"""The ``math`` benchmark type: GSM8K and MATH-style word problems judged by math-verify."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..scoring import gold_answer_math, math_judge, pass_at_k
+from ..spec import option
+from . import Benchmark, BenchmarkError, BenchmarkOptions, Item, _text, register
+
+log = logging.getLogger("juicebox")
+
+
+@register("math")
+class MathBenchmark(Benchmark):
+    """Math word problems judged by math-verify.
+
+    Reads GSM8K (``question``, ``answer`` ending in ``#### <number>``) and MATH-style files
+    (``problem``, ``solution`` with a final ``\\boxed{}``; a separate ``answer`` field, as in
+    MATH-500, is used as the gold when present). ``format: auto`` decides per file from the first
+    record. Metrics: ``pass@1`` (mean over items of the fraction of that item's samples that are
+    correct) and ``pass@k`` for each configured ``k`` up to the smallest number of samples per
+    item, by the unbiased estimator; intervals bootstrap the per-item values.
+    """
+
+    task = "math"
+
+    default_fields = {"id": ("id",), "question": ("question",), "answer": ("answer",),
+                      "problem": ("problem",), "solution": ("solution",)}
+
+    @dataclass(frozen=True)
+    class Options(BenchmarkOptions):
+        """math keys."""
+
+        format: Literal["auto", "gsm8k", "math"] = option("auto", "File format; auto: the first record decides "
+                                                          "(a `problem` field: MATH, a `question`: GSM8K).")
+        k: list[int] = option([1], "pass@k for each k (1 is always reported), up to the samples per item.")
+
+        def check(self) -> None:
+            """Every k is a positive integer."""
+            if any(v < 1 for v in self.k):
+                raise ValueError(f"k: expected positive integers, found {self.k}")
+
+    def __init__(self, options: Options, name: str):
+        super().__init__(options, name)
+        self.format = options.format
+        self.k = sorted(set(options.k) | {1})
+        self._file_format: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """Settings, plus the math format and the requested k."""
+        return {**super().describe(), "format": self.format, "k": self.k}
+
+    def load(self) -> list[Item]:
+        """Read the file; with ``format: auto`` its first record decides the format for all."""
+        self._file_format = None if self.format == "auto" else self.format
+        return super().load()
+
+    def _detect(self, record: dict) -> str:
+        if self.field(record, "problem", required=False) is not None:
+            return "math"
+        if self.field(record, "question", required=False) is not None:
+            return "gsm8k"
+        raise ValueError("cannot tell the format: neither a GSM8K 'question' nor a MATH 'problem' field "
+                         "(set format: and fields:)")
+
+    def make_item(self, record: dict, line: int) -> Item:
+        """A GSM8K or MATH record → item whose gold is the final answer."""
+        if self._file_format is None:
+            self._file_format = self._detect(record)
+        if self._file_format == "gsm8k":
+            prompt = _text(self.field(record, "question"), "question")
+            answer = _text(self.field(record, "answer"), "answer")
+            if "####" not in answer:
+                raise ValueError("GSM8K answer has no '#### <number>' final line")
+            gold = gold_answer_math(answer)
+        else:
+            prompt = _text(self.field(record, "problem"), "problem")
+            gold = self._math_gold(record)
+        if not gold:
+            raise ValueError("empty gold answer")
+        meta = {key: value for key, value in record.items() if key not in self.used_fields()}
+        return {"id": self.item_id(record, line), "prompt": prompt, "gold": gold,
+                "meta": {"format": self._file_format, **meta}}
+
+    def _math_gold(self, record: dict) -> str:
+        answer = self.field(record, "answer", required=False)
+        if answer is not None:
+            return str(answer).strip()
+        solution = _text(self.field(record, "solution"), "solution")
+        if "\\boxed" not in solution and "\\fbox" not in solution:
+            raise ValueError("MATH solution has no \\boxed{} answer (and there is no 'answer' field)")
+        return gold_answer_math(solution)
+
+    def score(self, items: list[Item], predictions: dict[str, list[str]],
+              seed: int) -> tuple[list[dict], dict]:
+        """Judge every sample; per item ``correct``/``extracted`` lists and pass@k values."""
+        by_id = self.check_predictions(items, predictions)
+        min_samples = min(len(by_id[item["id"]]) for item in items)
+        ks = [k for k in self.k if k <= min_samples]
+        if len(ks) < len(self.k):
+            log.warning("benchmark %s: pass@k for k in %s skipped: only %d samples per item",
+                        self.name, [k for k in self.k if k > min_samples], min_samples)
+        rows, per_item = [], {f"pass@{k}": [] for k in ks}
+        for item in items:
+            samples = by_id[item["id"]]
+            judged = [math_judge(sample, str(item["gold"])) for sample in samples]
+            correct = [ok for ok, _ in judged]
+            scores = {f"pass@{k}": pass_at_k(len(correct), sum(correct), k) for k in ks}
+            for name, value in scores.items():
+                per_item[name].append(value)
+            rows.append({"id": item["id"], "prompt": item["prompt"], "predictions": samples, "gold": item["gold"],
+                         "score": {"correct": correct, "extracted": [text for _, text in judged], **scores}})
+        metrics = {name: sum(values) / len(values) for name, values in per_item.items()}
+        samples = [len(by_id[item["id"]]) for item in items]
+        return rows, self.summary(len(items), metrics, per_item, seed, samples,
+                                  "mean over items of the per-item unbiased pass@k")
+
+
+# --- captions ----------------------------------------------------------------------------
+
