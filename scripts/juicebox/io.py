@@ -44,9 +44,17 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
             os.fsync(handle.fileno())
 
 
+# Characters that JSON leaves raw but that Python's str.splitlines (and JavaScript) take as line
+# breaks: written as escapes, so that every line of a JSON Lines file is one record for any reader.
+_LINE_BREAKS = (("\x85", "\\u0085"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+
+
 def dumps(obj: Any) -> str:
-    """Serialise one record the same way everywhere (stable key order, UTF-8 kept)."""
-    return json.dumps(obj, ensure_ascii=False, sort_keys=False)
+    """Serialise one record the same way everywhere (stable key order, UTF-8 kept, no raw line breaks)."""
+    text = json.dumps(obj, ensure_ascii=False, sort_keys=False)
+    for char, escape in _LINE_BREAKS:
+        text = text.replace(char, escape)
+    return text
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
