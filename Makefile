@@ -9,7 +9,7 @@ CORES ?= all
 # Rules start `python` and `transformers` by name: the venv's must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv demo test lint dag clean
+.PHONY: venv demo test lint dag docs clean
 
 $(STAMP): requirements.txt constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Juicebox needs Python >= 3.11"'
@@ -32,6 +32,9 @@ lint: venv
 
 dag: venv
 	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
+
+docs: venv
+	$(BIN)/python scripts/config_reference.py
 
 clean:
 	rm -rf results .snakemake

@@ -11,8 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from juicebox.benchmarks import (BENCHMARKS, BenchmarkError, CaptionBenchmark, MathBenchmark,
-                                 MultipleChoiceBenchmark, extract_choice, load_benchmark, rescore)
+from juicebox.benchmarks import BENCHMARKS, BenchmarkError, extract_choice, load_benchmark, rescore
 from juicebox.io import write_json, write_jsonl
 from juicebox.scoring import (CAPTION_METRICS, bootstrap_ci, bootstrap_ci_fn, gold_answer_math, math_correct,
                               pass_at_k)
@@ -105,6 +104,11 @@ def test_bootstrap_ci_fn_recomputes_a_corpus_statistic():
     assert ci[0] <= 0.75 <= ci[1]
 
 
+def bench(kind, name, **options):
+    """The benchmark ``name`` of type ``kind`` built from its options, as the evaluate rule builds it."""
+    return load_benchmark(name, {"type": kind, **options})
+
+
 # --- math benchmark ----------------------------------------------------------------------
 
 def test_load_gsm8k_with_missing_ids_and_limit(tmp_path):
@@ -119,7 +123,7 @@ def test_load_gsm8k_with_missing_ids_and_limit(tmp_path):
     assert [i["gold"] for i in items] == ["72", "1000", "3"]
     assert items[0]["prompt"] == "What is 70 + 2?"
     assert items[1]["meta"] == {"format": "gsm8k", "level": 2}
-    assert len(MathBenchmark("gsm", path=path, limit=2).load()) == 2
+    assert len(bench("math", "gsm", path=path, limit=2).load()) == 2
 
 
 def test_load_math_json_array_auto_detected(tmp_path):
@@ -129,7 +133,7 @@ def test_load_math_json_array_auto_detected(tmp_path):
         {"unique_id": "x7", "problem": "Nested?", "solution": r"$\boxed{\sqrt{\frac{1}{4}}}$"},
         {"problem": "MATH-500 style", "solution": r"\boxed{wrong}", "answer": "5"},
     ])
-    items = MathBenchmark("m", path=str(path), fields={"id": "unique_id"}).load()
+    items = bench("math", "m", path=str(path), fields={"id": "unique_id"}).load()
     assert [i["gold"] for i in items] == [r"\frac{1}{2}", r"\sqrt{\frac{1}{4}}", "5"]
     assert items[1]["id"] == "x7" and items[0]["meta"]["format"] == "math"
 
@@ -142,11 +146,12 @@ def test_load_math_json_array_auto_detected(tmp_path):
 def test_bad_math_line_names_file_and_line(tmp_path, bad_line, message):
     path = write_lines(tmp_path / "bad.jsonl", [json.dumps({"question": "Fine?", "answer": "#### 1"}), bad_line])
     with pytest.raises(BenchmarkError, match=rf"bad\.jsonl:2: .*({message})"):
-        MathBenchmark("bad", path=path).load()
+        bench("math", "bad", path=path).load()
 
 
 def test_unknown_type_lists_known_types():
-    with pytest.raises(BenchmarkError, match="known types: caption, math, multiple_choice"):
+    with pytest.raises(ValueError, match=r"eval\.benchmarks\.x\.type: unknown benchmark type 'maths' \(did you mean "
+                                         r"'math'\?\); known: caption, math, multiple_choice"):
         load_benchmark("x", {"type": "maths", "path": "x.jsonl"})
     assert set(BENCHMARKS) >= {"math", "caption", "multiple_choice"}
 
@@ -178,9 +183,9 @@ def test_math_score_pass_at_k_and_rescore(tmp_path):
 
 def test_math_score_requires_predictions_for_every_item(tmp_path):
     path = write_lines(tmp_path / "g.jsonl", [json.dumps({"id": "a", "question": "q", "answer": "#### 1"})])
-    bench = MathBenchmark("g", path=path)
+    math = bench("math", "g", path=path)
     with pytest.raises(BenchmarkError, match="no predictions"):
-        bench.score(bench.load(), {}, seed=0)
+        math.score(math.load(), {}, seed=0)
 
 
 # --- multiple choice ---------------------------------------------------------------------
@@ -217,7 +222,7 @@ def test_multiple_choice_bad_answer_names_line(tmp_path):
         json.dumps({"question": "Q?", "options": ["x", "y"], "answer": "E"}),
     ])
     with pytest.raises(BenchmarkError, match=r"mc\.jsonl:2: answer must be one of the option letters A, B"):
-        MultipleChoiceBenchmark("mc", path=path).load()
+        bench("multiple_choice", "mc", path=path).load()
 
 
 # --- captions (one pycocoevalcap run for the module) -------------------------------------
@@ -297,8 +302,8 @@ def test_caption_missing_image_names_line(tmp_path):
     path = tmp_path / "cap.jsonl"
     write_jsonl(path, [{"prompt": "p", "references": ["r"]}, {"prompt": "p", "references": ["r"], "image": "nope.png"}])
     with pytest.raises(BenchmarkError, match=r"cap\.jsonl:2: image not found"):
-        CaptionBenchmark("cap", path=str(path)).load()
-    assert len(CaptionBenchmark("cap", path=str(path), limit=1).load()) == 1
+        bench("caption", "cap", path=str(path)).load()
+    assert len(bench("caption", "cap", path=str(path), limit=1).load()) == 1
 
 
 def test_caption_bleu_intervals_contain_the_corpus_bleu(scored_captions):

@@ -15,8 +15,13 @@ def base():
     return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 
+def resolved(cfg):
+    """The config resolved as if every input file existed (the paths checks have their own tests)."""
+    return resolve(cfg, SCHEMA, produced=lambda path: True)
+
+
 def test_embedded_default_resolves_with_schema_defaults():
-    cfg = resolve(base(), SCHEMA)
+    cfg = resolved(base())
     raw, ks = cfg["experiments"]["raw"], cfg["experiments"]["ksigma"]
     assert raw["sources"] == ks["sources"] and len(raw["sources"]) == 4
     assert raw["ksigma"] == {"enabled": False, "k": 3, "mode": "sigma", "allow_loosen": False, "per_op": {},
@@ -29,33 +34,34 @@ def test_wrong_type_names_the_key():
     cfg = base()
     cfg["experiments"]["ksigma"]["ksigma"]["k"] = "two"
     with pytest.raises(ConfigError, match=r"experiments\.ksigma\.ksigma\.k: expected number, found 'two'"):
-        resolve(cfg, SCHEMA)
+        resolved(cfg)
 
 
 def test_unknown_key_names_the_key_and_the_allowed_ones():
     cfg = base()
     cfg["defaults"]["ksigma"]["kk"] = 3
-    with pytest.raises(ConfigError, match=r"defaults\.ksigma: unknown key\(s\) \['kk'\]; allowed keys: \['allow_loosen'"):
-        resolve(cfg, SCHEMA)
+    with pytest.raises(ConfigError, match=r"defaults\.ksigma: unknown key\(s\) \['kk'\] \(did you mean 'k'\?\); "
+                                         r"allowed keys: \['allow_loosen'"):
+        resolved(cfg)
 
 
 def test_experiment_sets_its_own_sources():
     cfg = base()
     cfg["experiments"]["math_only"] = {"sources": copy.deepcopy(cfg["defaults"]["sources"][:1])}
-    resolved = resolve(cfg, SCHEMA)["experiments"]["math_only"]
-    assert [s["name"] for s in resolved["sources"]] == ["math"]
-    assert resolved["recipe"] == cfg["defaults"]["recipe"]
+    math_only = resolved(cfg)["experiments"]["math_only"]
+    assert [s["name"] for s in math_only["sources"]] == ["math"]
+    assert math_only["recipe"] == cfg["defaults"]["recipe"]
 
 
 def test_bad_pool_step_and_bad_experiment_name():
     cfg = base()
     cfg["experiments"]["raw"] = {"pool": {"steps": [{"op": "downsample"}]}}
-    with pytest.raises(ConfigError, match=r"experiments\.raw\.pool\.steps\.0"):
-        resolve(cfg, SCHEMA)
+    with pytest.raises(ConfigError, match=r"experiments\.raw\.pool\.steps\[0\]: missing required key 'n'"):
+        resolved(cfg)
     cfg = base()
     cfg["experiments"]["bad/name"] = {}
     with pytest.raises(ConfigError, match="experiment name"):
-        resolve(cfg, SCHEMA)
+        resolved(cfg)
 
 
 def test_snakemake_refuses_a_bad_config_before_any_job(workdir):
@@ -72,29 +78,40 @@ def test_mix_weights_need_a_size():
     cfg = base()
     cfg["experiments"]["raw"] = {"pool": {"mix": {"weights": {"math": 1}}}}
     with pytest.raises(ConfigError, match=r"experiments\.raw\.pool\.mix: 'size' is a dependency of 'weights'"):
-        resolve(cfg, SCHEMA)
+        resolved(cfg)
 
 
 def test_a_block_of_another_type_replaces_the_default_instead_of_merging(tmp_path):
-    cfg = {"defaults": {"sources": [{"path": "a.jsonl"}], "recipe": "r.yaml",
+    cfg = {"defaults": {"sources": [{"path": "a.jsonl", "task": "math"}], "recipe": "r.yaml",
                         "rollouts": {"engine": {"type": "hf", "batch_size": 64}},
                         "pairing": {"type": "all_pairs", "min_margin": 0.5}},
            "experiments": {"same": {"rollouts": {"engine": {"batch_size": 8}}},
                            "other": {"rollouts": {"engine": {"type": "openai", "endpoints": ["http://x"]}},
                                      "pairing": {"type": "rlaifv", "rank": 2}}}}
-    resolved = resolve(cfg, str(SCHEMA))["experiments"]
-    assert resolved["same"]["rollouts"]["engine"] == {"type": "hf", "batch_size": 8}
-    assert resolved["other"]["rollouts"]["engine"] == {"type": "openai", "endpoints": ["http://x"]}
-    assert resolved["other"]["pairing"] == {"type": "rlaifv", "rank": 2}
-
+    experiments = resolved(cfg)["experiments"]
+    assert experiments["same"]["rollouts"]["engine"] == {"type": "hf", "batch_size": 8, "device": None,
+                                                         "dtype": "auto"}
+    assert experiments["other"]["rollouts"]["engine"]["endpoints"] == ["http://x"]
+    assert experiments["other"]["rollouts"]["engine"]["launch"] is None
+    assert experiments["other"]["pairing"]["rank"] == 2 and "min_margin" not in experiments["other"]["pairing"]
 
 
 def test_dj_executor_is_default_or_ray():
     cfg = base()
-    dj = {"np": 2, "executor": "default", "ray_address": "auto"}
-    assert resolve(cfg, SCHEMA)["experiments"]["raw"]["dj"] == dj
+    assert resolved(cfg)["experiments"]["raw"]["dj"] == {"executor": "default", "np": 2}
     cfg["experiments"]["ksigma"]["dj"] = {"executor": "ray", "ray_address": "local"}
-    assert resolve(cfg, SCHEMA)["experiments"]["ksigma"]["dj"] == {**dj, "executor": "ray", "ray_address": "local"}
+    assert resolved(cfg)["experiments"]["ksigma"]["dj"] == {"executor": "ray", "np": 2, "ray_address": "local"}
     cfg["experiments"]["ksigma"]["dj"] = {"executor": "dask"}
-    with pytest.raises(ConfigError, match=r"experiments\.ksigma\.dj\.executor: expected one of \['default', 'ray'\]"):
-        resolve(cfg, SCHEMA)
+    with pytest.raises(ConfigError, match=r"experiments\.ksigma\.dj\.executor: unknown Data-Juicer executor "
+                                         r"executor 'dask'; known: default, ray"):
+        resolved(cfg)
+
+
+def test_numeric_strings_are_numbers_and_inputs_must_exist(tmp_path):
+    cfg = base()
+    cfg["experiments"]["raw"] = {"train": {"learning_rate": "5e-4", "epochs": "2"}, "rollouts": {"shards": "3"}}
+    raw = resolved(cfg)["experiments"]["raw"]
+    assert raw["train"]["learning_rate"] == 0.0005 and raw["train"]["epochs"] == 2.0 and raw["rollouts"]["shards"] == 3
+    with pytest.raises(ConfigError, match=r"experiments\.raw\.sources\[0\]\.path: results/demo_data/math\.jsonl "
+                                         r"does not exist \(and no rule of the workflow makes it\)"):
+        resolve(base(), SCHEMA)

@@ -22,7 +22,7 @@ def recipe(tmp_path, process, **extra):
 def test_process_counts_per_op_and_carries_cleaned_text(tmp_path):
     path = recipe(tmp_path, [{"clean_html_mapper": None}, {"text_length_filter": {"min_len": 5}},
                              {"document_deduplicator": {"lowercase": True}}])
-    kept, counts = dj.process(records(), path, str(tmp_path / "scratch"), np=1)
+    kept, counts = dj.process(records(), path, str(tmp_path / "scratch"), {"np": 1})
     assert counts == [{"op": "clean_html_mapper", "in": 5, "kept": 5},
                       {"op": "text_length_filter", "in": 5, "kept": 4},
                       {"op": "document_deduplicator", "in": 4, "kept": 3}]
@@ -37,14 +37,14 @@ def test_an_op_that_raises_fails_with_its_name(tmp_path):
                              {"replace_content_mapper": {"pattern": ["a", "b"], "repl": ["x"]}}],
                   skip_op_error=True)
     with pytest.raises(dj.OpFailed, match="op #1 'replace_content_mapper' failed"):
-        dj.process(records(), path, str(tmp_path / "scratch"), np=1)
+        dj.process(records(), path, str(tmp_path / "scratch"), {"np": 1})
 
 
 def test_runtime_package_install_is_refused(tmp_path):
     # chinese_convert_mapper needs opencc, which is not pinned: upstream would pip/uv-install it now.
     path = recipe(tmp_path, [{"chinese_convert_mapper": {"mode": "s2t"}}])
     with pytest.raises(Exception) as err:
-        dj.process(records(), path, str(tmp_path / "scratch"), np=1)
+        dj.process(records(), path, str(tmp_path / "scratch"), {"np": 1})
     chain, e = [], err.value
     while e is not None:
         chain.append(str(e))
@@ -55,7 +55,7 @@ def test_runtime_package_install_is_refused(tmp_path):
 def test_analyze_returns_stats_in_pool_order(tmp_path):
     path = recipe(tmp_path, [{"clean_html_mapper": None}, {"text_length_filter": {"min_len": 5}},
                              {"words_num_filter": {"min_num": 1}}])
-    stats = dj.analyze(records(), path, str(tmp_path / "scratch"), np=1)
+    stats = dj.analyze(records(), path, str(tmp_path / "scratch"), 1)
     assert [s["id"] for s in stats] == [f"r{i}" for i in range(5)]
     assert stats[1]["stats"]["text_len"] == len("What is 4 plus 5?") and stats[1]["stats"]["num_words"] == 3  # Data-Juicer drops "4" and "5?"
 
@@ -63,7 +63,7 @@ def test_analyze_returns_stats_in_pool_order(tmp_path):
 def test_the_probe_leaves_out_ops_that_only_run_on_ray(tmp_path):
     # A recipe for dj.executor: ray; the Analyzer runs on the default executor, which cannot run this op.
     path = recipe(tmp_path, [{"text_length_filter": {"min_len": 5}}, {"ray_document_deduplicator": None}])
-    stats = dj.analyze(records(), path, str(tmp_path / "scratch"), np=1)
+    stats = dj.analyze(records(), path, str(tmp_path / "scratch"), 1)
     assert [s["stats"] for s in stats] == [{"text_len": len(r["prompt"])} for r in records()]
 
 
@@ -88,7 +88,7 @@ def test_demo_recipe_gives_what_upstream_dj_process_gives(tmp_path):
     pool = [r for rs in validate_sources(specs, 0.1).by_source.values() for r in rs]
     recipe_path = str(ROOT / "config" / "recipes" / "demo_text.yaml")
 
-    kept, _ = dj.process(pool, recipe_path, str(tmp_path / "scratch"), np=1)
+    kept, _ = dj.process(pool, recipe_path, str(tmp_path / "scratch"), {"np": 1})
 
     write_jsonl(tmp_path / "view.jsonl", dj.dj_view(pool, "text"))
     cli = Path(sys.executable).parent / "dj-process"
@@ -103,7 +103,7 @@ def test_demo_recipe_gives_what_upstream_dj_process_gives(tmp_path):
 
 def test_a_mapper_that_splits_records_gets_unique_ids(tmp_path):
     path = recipe(tmp_path, [{"text_chunk_mapper": {"max_len": 10, "split_pattern": None}}])
-    kept, counts = dj.process(records()[:2], path, str(tmp_path / "scratch"), np=1)
+    kept, counts = dj.process(records()[:2], path, str(tmp_path / "scratch"), {"np": 1})
     assert counts[0]["in"] == 2 and counts[0]["kept"] == len(kept) > 2
     assert len({r["id"] for r in kept}) == len(kept)
     assert [r["id"] for r in kept][:2] == ["r0", "r0#s1"]
@@ -120,8 +120,8 @@ def test_ray_executor_keeps_and_counts_what_the_default_executor_does(tmp_path):
             for copy in range(6) for r in records()]
     path = recipe(tmp_path, [{"clean_html_mapper": None}, {"text_length_filter": {"min_len": 5}},
                              {"words_num_filter": {"min_num": 5}}], override_num_blocks=4)
-    default = dj.process(pool, path, str(tmp_path / "scratch"), np=1)
-    on_ray = dj.process(pool, path, str(tmp_path / "scratch"), np=2, executor="ray", ray_address="local")
+    default = dj.process(pool, path, str(tmp_path / "scratch"), {"np": 1})
+    on_ray = dj.process(pool, path, str(tmp_path / "scratch"), {"executor": "ray", "np": 2, "ray_address": "local"})
     assert on_ray == default
     kept, counts = on_ray
     # "x" is too short; numbers are no words
@@ -139,7 +139,7 @@ def test_ray_executor_refuses_ops_without_ray_support_before_starting_ray(tmp_pa
     path = recipe(tmp_path, [{"text_length_filter": {"min_len": 5}}, {"document_deduplicator": None}])
     with pytest.raises(ValueError, match=r"\['document_deduplicator'\] do not run on Data-Juicer's Ray executor; "
                                          r"use their ray_\* counterparts"):
-        dj.process(records(), path, str(tmp_path / "scratch"), np=1, executor="ray", ray_address="local")
+        dj.process(records(), path, str(tmp_path / "scratch"), {"executor": "ray", "np": 1, "ray_address": "local"})
 
 
 def test_on_ray_an_op_that_raises_fails_with_its_name_and_workers_install_nothing(tmp_path, monkeypatch):
@@ -162,4 +162,4 @@ def test_on_ray_an_op_that_raises_fails_with_its_name_and_workers_install_nothin
                   skip_op_error=True, custom_operator_paths=[str(package)])
     with pytest.raises(dj.OpFailed, match=r"(?s)op #1 'jb_lazy_mapper' failed: .*Data-Juicer wanted to install "
                                           r"'jb.no.such.package' at run time"):
-        dj.process(records(), path, str(tmp_path / "scratch"), np=1, executor="ray", ray_address="local")
+        dj.process(records(), path, str(tmp_path / "scratch"), {"executor": "ray", "np": 1, "ray_address": "local"})

@@ -5,8 +5,8 @@ import pytest
 
 from juicebox.io import read_json, read_jsonl, write_json
 from juicebox.ledger import check
-from juicebox.pairs import (STRATEGIES, LLAMAFACTORY_FILE, PairSettings, Scored, build_pairs, check_rows,
-                            dataset_info, llamafactory_rows, make_strategy, needs_sharegpt, write_llamafactory,
+from juicebox.pairs import (STRATEGIES, LLAMAFACTORY_FILE, Scored, build_pairs, check_rows, dataset_info,
+                            is_near_identical, llamafactory_rows, needs_sharegpt, write_llamafactory,
                             write_pairs)
 
 
@@ -144,16 +144,22 @@ def test_bad_samples_raise_with_the_prompt_id():
 
 
 def test_config_errors_say_what_was_expected():
-    with pytest.raises(ValueError, match="pairing: unknown pairing type 'best'; known types: all_pairs, best_vs_worst, rlaifv"):
-        make_strategy({"type": "best"})
-    with pytest.raises(ValueError, match=r"does not take \['rank'\]"):
-        make_strategy({"type": "all_pairs", "rank": 3, "near_identical": 0.9})
-    with pytest.raises(ValueError, match="max_pairs_per_prompt must be null or an integer >= 1"):
-        make_strategy({"type": "rlaifv", "max_pairs_per_prompt": 0})
-    with pytest.raises(ValueError, match="near_identical must be null or in"):
-        PairSettings.from_config({"near_identical": 2}, seed=0)
-    assert PairSettings.from_config({"seed": 9}, seed=1).seed == 9
-    assert PairSettings.from_config({}, seed=1) == PairSettings(0.95, False, 0.5, 1)
+    with pytest.raises(ValueError, match=r"pairing\.type: unknown pairing type 'best'; known: all_pairs, "
+                                         r"best_vs_worst, rlaifv"):
+        STRATEGIES.build({"type": "best"}, "pairing")
+    with pytest.raises(ValueError, match=r"pairing: unknown key 'rank'; allowed keys: length_balance, "
+                                         r"max_mean_length_gap, max_pairs_per_prompt, min_margin, near_identical, "
+                                         r"seed, type"):
+        STRATEGIES.build({"type": "all_pairs", "rank": 3, "near_identical": 0.9}, "pairing")
+    with pytest.raises(ValueError, match=r"pairing\.max_pairs_per_prompt: expected a number >= 1, found 0"):
+        STRATEGIES.build({"type": "rlaifv", "max_pairs_per_prompt": 0}, "pairing")
+    with pytest.raises(ValueError, match=r"pairing\.near_identical: expected a number <= 1, found 2"):
+        STRATEGIES.build({"near_identical": 2}, "pairing")
+    options = STRATEGIES.build({}, "pairing").options
+    assert STRATEGIES.type_of({}, "pairing") == "best_vs_worst"
+    assert (options.near_identical, options.length_balance, options.max_mean_length_gap, options.seed) == \
+        (0.95, False, 0.5, None)
+    assert build_pairs([rec("s", [1, 0])], {"type": "all_pairs", "seed": 9}, 1).stats["seed"] == 9
 
 
 # --- near-identical ---------------------------------------------------------------------------
@@ -172,8 +178,7 @@ def test_near_identical_pairs_are_dropped():
 def test_similarity_sees_near_copies_of_long_texts():
     # difflib's autojunk would treat common letters as junk in texts over 200 characters
     long = "the quick brown fox jumps over the lazy dog " * 10
-    settings = PairSettings()
-    assert settings.is_near_identical(Scored(0, long + "yes", 1.0), Scored(1, long + "no", 0.0))
+    assert is_near_identical(Scored(0, long + "yes", 1.0), Scored(1, long + "no", 0.0), 0.95)
 
 
 def test_cap_never_spends_a_slot_on_a_near_identical_pair():
@@ -250,7 +255,7 @@ def test_ledger_counts_prompts_and_adds_up():
     assert stats["mean_margin"] == pytest.approx((1.0 + 0.5 + 0.5 + 1.0) / 4)
     assert stats["mean_chosen_reward"] == pytest.approx((1.0 + 1.0 + 0.5 + 1.0) / 4)
     assert stats["mean_rejected_reward"] == pytest.approx((0.0 + 0.5 + 0.0 + 0.0) / 4)
-    assert stats["strategy"]["type"] == "all_pairs" and stats["settings"]["seed"] == 0
+    assert stats["strategy"]["type"] == "all_pairs" and stats["seed"] == 0
 
 
 # --- rows and files ---------------------------------------------------------------------------

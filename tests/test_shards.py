@@ -18,7 +18,8 @@ from juicebox.engines import Sampling
 from juicebox.io import read_jsonl, write_jsonl
 from juicebox.models import TinySpec, build_tiny_model
 from juicebox.rollouts import run_shard
-from juicebox.shards import ShardError, ShardFile, fingerprint, gather, parse_shard, select, shard_names
+from juicebox.shards import (ShardError, ShardFile, fingerprint, gather, parse_shard, pending_batches, select,
+                              shard_names)
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
@@ -67,6 +68,18 @@ def test_fingerprint_is_stable_and_order_free():
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
     assert len(fingerprint(HEADER)) == 16
+
+
+def test_pending_batches_are_fixed_by_position_whatever_is_done():
+    items = [{"id": str(i)} for i in range(10)]
+    ids = lambda batches: [[r["id"] for r in batch] for batch in batches]  # noqa: E731
+    assert ids(pending_batches(items, 4, set())) == [["0", "1", "2", "3"], ["4", "5", "6", "7"], ["8", "9"]]
+    # a batch partly done is yielded whole; one wholly done is skipped; nothing is re-formed
+    assert ids(pending_batches(items, 4, {"0", "1", "2", "3", "5", "9"})) == [["4", "5", "6", "7"], ["8", "9"]]
+    assert ids(pending_batches(items, 4, {r["id"] for r in items})) == []
+    assert ids(pending_batches(items, 3, {"1"})) == [["0", "1", "2"], ["3", "4", "5"], ["6", "7", "8"], ["9"]]
+    with pytest.raises(ValueError, match="at least 1"):
+        list(pending_batches(items, 0, set()))
 
 
 # --- ShardFile --------------------------------------------------------------------------------------
@@ -191,7 +204,7 @@ from juicebox.rollouts import run_shard
 
 args = json.loads(sys.argv[1])
 run_shard(read_jsonl(args["data"]), args["output"], args["engine"], args["model"], None, Sampling(**args["sampling"]),
-          args["system_prompt"], args["max_prompt_tokens"])
+          args["system_prompt"], args["max_prompt_tokens"], threads=1)
 """
 
 
@@ -204,7 +217,7 @@ def test_rollout_shard_killed_and_resumed_loses_and_repeats_nothing(model_dir, t
     output = tmp_path / "rollouts" / "1-of-1.jsonl"
     partial = output.with_name(output.name + ".partial")
     # long answers (the random model seldom ends a turn) so that the shard takes several seconds
-    args = {"data": str(data), "output": str(output), "engine": {"type": "hf", "batch_size": 4, "threads": 1},
+    args = {"data": str(data), "output": str(output), "engine": {"type": "hf", "batch_size": 4},
             "model": model_dir, "sampling": {"n": 2, "temperature": 1.0, "max_tokens": 400, "seed": 3},
             "system_prompt": "Answer with a number.", "max_prompt_tokens": 64}
     script = tmp_path / "run_shard.py"
@@ -230,7 +243,7 @@ def test_rollout_shard_killed_and_resumed_loses_and_repeats_nothing(model_dir, t
     threads = torch.get_num_threads()
     try:
         n = run_shard(records, str(output), args["engine"], model_dir, None, Sampling(**args["sampling"]),
-                      args["system_prompt"], args["max_prompt_tokens"])
+                      args["system_prompt"], args["max_prompt_tokens"], threads=1)
     finally:
         torch.set_num_threads(threads)  # the hf engine sets it for the whole process
 
@@ -247,3 +260,44 @@ def test_rollout_shard_killed_and_resumed_loses_and_repeats_nothing(model_dir, t
         else:
             assert [s["index"] for s in r["samples"]] == [0, 1], r["id"]
             assert r["prompt"] == records[int(r["id"][5:])]["prompt"] and r["seed"] == 3
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: raised by an append, it stops the shard with its partial file as it is."""
+
+
+def test_rollout_shard_resumed_inside_a_batch_gives_the_uninterrupted_bytes(model_dir, tmp_path, monkeypatch):
+    records = [{"id": f"p{i:02d}", "task": "math", "prompt": f"What is {i % 20} plus {i % 7}?" + " more" * (i % 5),
+                "answer": str(i % 20 + i % 7), "references": [], "images": []} for i in range(14)]
+    records[3]["prompt"] = "What is 1 plus 2? " * 40  # over max_prompt_tokens: written first, never batched
+    sampling = Sampling(n=2, temperature=1.0, max_tokens=8, seed=5)
+
+    def shard(output: Path) -> int:
+        return run_shard(records, str(output), {"type": "hf", "batch_size": 4}, model_dir, None, sampling,
+                         None, 64, threads=1)
+
+    threads = torch.get_num_threads()
+    try:
+        reference = tmp_path / "reference.jsonl"
+        assert shard(reference) == len(records)
+        original_append = ShardFile.append
+        for kill_after in (2, 6, 11):  # inside the 1st, 2nd and 3rd batch (the too-long prompt comes first)
+            output = tmp_path / f"killed-{kill_after}.jsonl"
+            appended = []
+
+            def append(self, record, _limit=kill_after):
+                if len(appended) == _limit:
+                    raise Killed
+                original_append(self, record)
+                appended.append(record["id"])
+
+            monkeypatch.setattr(ShardFile, "append", append)
+            with pytest.raises(Killed):
+                shard(output)
+            monkeypatch.setattr(ShardFile, "append", original_append)
+            partial = output.with_name(output.name + ".partial")
+            assert len(lines(partial)) == kill_after + 1 and appended[0] == "p03"
+            assert shard(output) == len(records)
+            assert output.read_bytes() == reference.read_bytes(), f"killed after {kill_after} appends"
+    finally:
+        torch.set_num_threads(threads)

@@ -32,6 +32,8 @@ from .io import read_yaml
 from .spec import NUMBER, ConfigError, closest
 
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# The keys that name a block's type in the registries.
+TYPE_KEYS = ("type", "executor", "op")
 
 __all__ = ["ConfigError", "resolve", "user_experiments", "deep_merge"]
 
@@ -124,13 +126,14 @@ def validate(instance: Any, schema: dict, prefix: tuple = ()) -> None:
 def deep_merge(base: dict, override: dict) -> dict:
     """``override`` laid over ``base``: mappings merge key by key, everything else is replaced.
 
-    A mapping that names a different ``type:`` (an engine, a pairing strategy) replaces the base
-    mapping instead: the keys of one type mean nothing to another.
+    A mapping that names a different type (``type:``, ``executor:`` or ``op:``: an engine, a
+    pairing strategy, a Data-Juicer executor) replaces the base mapping instead: the keys of one
+    type mean nothing to another.
     """
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict) and \
-                value.get("type", out[key].get("type")) == out[key].get("type"):
+                all(value.get(k, out[key].get(k)) == out[key].get(k) for k in TYPE_KEYS):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -59,7 +59,7 @@ def type_name(tp: Any) -> str:
     if tp is Any:
         return "any"
     if origin is Literal:
-        return " | ".join(repr(a) for a in get_args(tp))
+        return ", ".join(repr(a) for a in get_args(tp))
     if origin in (Union, types.UnionType):
         return " or ".join(type_name(a) for a in get_args(tp))
     if origin is list:

@@ -242,4 +242,6 @@ def rescore(rows_path: str, config: dict | None = None, seed: int = 0) -> dict:
 
 
 # Registers the benchmark types (one module each).
-from . import caption, math_answers, multiple_choice  # noqa: E402,F401
+from .caption import CaptionBenchmark  # noqa: E402,F401
+from .math_answers import MathBenchmark  # noqa: E402,F401
+from .multiple_choice import MultipleChoiceBenchmark, extract_choice, render_choices  # noqa: E402,F401

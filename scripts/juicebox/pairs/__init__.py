@@ -329,4 +329,6 @@ def build_pairs(records: list[dict], strategy: dict, seed: int) -> PairResult:
 
 
 # Registers the strategies (one module each).
-from . import all_pairs, best_vs_worst, rlaifv  # noqa: E402,F401
+from .all_pairs import AllPairs  # noqa: E402,F401
+from .best_vs_worst import BestVsWorst  # noqa: E402,F401
+from .rlaifv import RlaifV  # noqa: E402,F401
