@@ -32,7 +32,7 @@ DEMO_FILES = {
 
 
 def made_by_workflow(path):
-    """Whether a rule makes this file: the demo data, or an output under results/<experiment>/."""
+    """Whether the workflow makes this file (the demo data, or an output under results/<experiment>/)."""
     parts = Path(path).parts
     return path in DEMO_FILES.values() or (
         len(parts) > 2
