@@ -24,11 +24,11 @@ import yaml
 from aiohttp import web
 
 from juicebox import engines
-from juicebox.engines import PRESETS, Prompt, Sampling, make_engine, to_messages
-from juicebox.engines import servers
-from juicebox.engines.hf import HFEngine, PresenceFrequencyPenalty
-from juicebox.engines.openai import OpenAIEngine, RequestFailed, check_supported, scrub
+from juicebox.engines import PRESETS, Prompt, Sampling, make_engine, servers
+from juicebox.engines.hf import PresenceFrequencyPenalty
+from juicebox.engines.openai import RequestFailed, check_supported, scrub
 from juicebox.models import TinySpec, build_tiny_model
+from juicebox.records import prompt_messages
 
 SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                 num_key_value_heads=1, vocab_size=300)
@@ -36,6 +36,16 @@ TRANSFORMERS = str(Path(sys.executable).parent / "transformers")
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 120
 
+
+
+def hf_engine(model, sampling, **options):
+    """The hf engine with these options, built as a rule builds it."""
+    return make_engine({"type": "hf", **options}, model, None, sampling)
+
+
+def openai_engine(model, sampling, **options):
+    """The openai engine with these options, built as a rule builds it."""
+    return make_engine({"type": "openai", **options}, model, None, sampling)
 
 def math_texts() -> list[str]:
     """Short questions and their answers: the tokenizer corpus of the tiny model."""
@@ -56,7 +66,7 @@ def model_dir(tmp_path_factory) -> str:
 
 def prompts(count: int, system: str | None = None) -> list[Prompt]:
     """``count`` math prompts of different lengths (so batches need left padding)."""
-    return [Prompt(f"q{i:03d}", to_messages(f"What is {i} plus {i * 7 % 10}?" + " Think." * (i % 4), system))
+    return [Prompt(f"q{i:03d}", prompt_messages(f"What is {i} plus {i * 7 % 10}?" + " Think." * (i % 4), system))
             for i in range(count)]
 
 
@@ -175,32 +185,32 @@ def test_sampling_unknown_preset_names_the_known_ones():
 
 
 def test_make_engine_unknown_type():
-    with pytest.raises(ValueError, match=r"unknown engine type 'sglang'; known types: hf, openai"):
+    with pytest.raises(ValueError, match=r"engine\.type: unknown engine type 'sglang'; known: hf, openai"):
         make_engine({"type": "sglang"}, "model", None, Sampling())
 
 
-def test_to_messages_text_chat_and_system_prompt():
-    assert to_messages("What is 3 plus 4?") == [{"role": "user", "content": "What is 3 plus 4?"}]
-    assert to_messages("What is 3 plus 4?", "Answer with a number.") == [
+def test_prompt_messages_text_chat_and_system_prompt():
+    assert prompt_messages("What is 3 plus 4?") == [{"role": "user", "content": "What is 3 plus 4?"}]
+    assert prompt_messages("What is 3 plus 4?", "Answer with a number.") == [
         {"role": "system", "content": "Answer with a number."}, {"role": "user", "content": "What is 3 plus 4?"}]
 
     chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
             {"role": "user", "content": "What is 3 plus 4?"}]
-    messages = to_messages(chat, "Be brief.")
+    messages = prompt_messages(chat, "Be brief.")
     assert messages == [{"role": "system", "content": "Be brief."}, *chat]
     messages[1]["content"] = "changed"
     assert chat[0]["content"] == "Hi"  # the caller's messages are copied, not edited
 
     own_system = [{"role": "system", "content": "You are a tutor."}, {"role": "user", "content": "7?"}]
-    assert to_messages(own_system, "Be brief.") == own_system  # a chat's own system turn wins
-    assert to_messages(chat, None) == chat and to_messages(chat, "") == chat
+    assert prompt_messages(own_system, "Be brief.") == own_system  # a chat's own system turn wins
+    assert prompt_messages(chat, None) == chat and prompt_messages(chat, "") == chat
 
 
 # --- hf engine --------------------------------------------------------------------------------------
 
 def test_hf_engine_answers_every_prompt_n_times(model_dir):
     sampling = Sampling(n=3, temperature=1.0, max_tokens=12, seed=7)
-    engine = HFEngine(model_dir, None, sampling, batch_size=4)
+    engine = hf_engine(model_dir, sampling, batch_size=4)
     items = prompts(10)
     samples, calls = collect(engine, items)
 
@@ -220,10 +230,10 @@ def test_hf_engine_answers_every_prompt_n_times(model_dir):
 def test_hf_engine_same_seed_same_answers_in_any_prompt_order(model_dir):
     sampling = Sampling(n=3, temperature=1.0, max_tokens=12, seed=7)
     items = prompts(10)
-    first, _ = collect(HFEngine(model_dir, None, sampling, batch_size=4), items)
-    again, _ = collect(HFEngine(model_dir, None, sampling, batch_size=4), items[::-1])
+    first, _ = collect(hf_engine(model_dir, sampling, batch_size=4), items)
+    again, _ = collect(hf_engine(model_dir, sampling, batch_size=4), items[::-1])
     assert again == first  # batches are formed by length and id, so input order does not matter
-    other_seed, _ = collect(HFEngine(model_dir, None, replace(sampling, seed=8), batch_size=4), items)
+    other_seed, _ = collect(hf_engine(model_dir, replace(sampling, seed=8), batch_size=4), items)
     assert other_seed != first
 
 
@@ -335,14 +345,14 @@ def test_openai_engine_on_launched_transformers_server(model_dir, tmp_path, monk
         assert len(urls) == 1 and name == model_dir
         pids = server_pids(urls[0])
         assert pids, "the launched server is not a child of this process"
-        engine = OpenAIEngine(model_dir, None, Sampling(n=2, temperature=1.0, max_tokens=8, seed=1), endpoints=urls,
+        engine = openai_engine(model_dir, Sampling(n=2, temperature=1.0, max_tokens=8, seed=1), endpoints=urls,
                               served_model=name, concurrency=4, backoff=0.1, api_key_env="JUICEBOX_TEST_API_KEY")
         samples, calls = collect(engine, items)
         provenance = engine.provenance()
         engine.close()
 
         # a request the server refuses (422: transformers serve takes no top_k) fails at once, unretried
-        refused = OpenAIEngine(model_dir, None, Sampling.from_config({"preset": "qwen_ins", "max_tokens": 4}, seed=0),
+        refused = openai_engine(model_dir, Sampling.from_config({"preset": "qwen_ins", "max_tokens": 4}, seed=0),
                                endpoints=urls, served_model=name, backoff=0.1)
         with pytest.raises(RequestFailed, match=r"2 prompt\(s\) failed .*HTTP 422 .*top_k"):
             collect(refused, items[:2])
@@ -366,9 +376,9 @@ def test_openai_engine_on_launched_transformers_server(model_dir, tmp_path, monk
 
 
 def test_openai_engine_launches_its_server_and_stops_it_on_close(model_dir, tmp_path):
-    cfg = {"type": "openai", "launch": {"kind": "transformers", "startup_timeout": STARTUP_TIMEOUT},
-           "log_dir": str(tmp_path / "logs"), "concurrency": 2}
-    engine = make_engine(cfg, model_dir, None, Sampling(n=2, temperature=1.0, max_tokens=4))
+    cfg = {"type": "openai", "launch": {"kind": "transformers", "startup_timeout": STARTUP_TIMEOUT}, "concurrency": 2}
+    engine = make_engine(cfg, model_dir, None, Sampling(n=2, temperature=1.0, max_tokens=4),
+                         log_dir=str(tmp_path / "logs"))
     try:
         assert engine.served_model == model_dir and not engine.request_n  # transformers serve ignores n
         pids = server_pids(engine.endpoints[0].url)
@@ -386,9 +396,9 @@ def test_openai_engine_launches_its_server_and_stops_it_on_close(model_dir, tmp_
 def test_openai_engine_needs_its_api_key_variable(monkeypatch):
     monkeypatch.delenv("JUICEBOX_UNSET_KEY", raising=False)
     with pytest.raises(ValueError, match="JUICEBOX_UNSET_KEY"):
-        OpenAIEngine("m", None, Sampling(), endpoints=["http://127.0.0.1:1"], api_key_env="JUICEBOX_UNSET_KEY")
-    with pytest.raises(ValueError, match="needs `endpoints:` or `launch:`"):
-        OpenAIEngine("m", None, Sampling())
+        openai_engine("m", Sampling(), endpoints=["http://127.0.0.1:1"], api_key_env="JUICEBOX_UNSET_KEY")
+    with pytest.raises(ValueError, match="needs exactly one of `endpoints:`"):
+        openai_engine("m", Sampling())
 
 
 def test_openai_engine_survives_a_server_killed_mid_run(model_dir, tmp_path, juicebox_log):
@@ -396,7 +406,7 @@ def test_openai_engine_survives_a_server_killed_mid_run(model_dir, tmp_path, jui
     try:
         for proc, url, i in ((proc1, url1, 1), (proc2, url2, 2)):
             servers.wait_ready(url, proc, STARTUP_TIMEOUT, tmp_path / f"server-{i}.log")
-        engine = OpenAIEngine(model_dir, None, Sampling(n=2, temperature=1.0, max_tokens=16, seed=2),
+        engine = openai_engine(model_dir, Sampling(n=2, temperature=1.0, max_tokens=16, seed=2),
                               endpoints=[url1, url2], concurrency=4, retries=5, backoff=0.1)
         items = prompts(30)
         samples, calls, errors = {}, Counter(), []
@@ -439,7 +449,7 @@ def test_openai_engine_survives_a_server_killed_mid_run(model_dir, tmp_path, jui
 
 def test_openai_engine_with_every_server_dead_fails_and_reports_nothing(juicebox_log):
     dead = [f"http://127.0.0.1:{servers.free_port()}" for _ in range(2)]
-    engine = OpenAIEngine("m", None, Sampling(n=2, temperature=1.0, max_tokens=4), endpoints=dead,
+    engine = openai_engine("m", Sampling(n=2, temperature=1.0, max_tokens=4), endpoints=dead,
                           retries=2, backoff=0.01)
     done = []
     with pytest.raises(RequestFailed, match=r"^5 prompt\(s\) failed after 2 retries \(first: q00\d: "

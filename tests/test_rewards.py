@@ -18,9 +18,8 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
 
 from juicebox.models import TinySpec, build_tiny_model
 from juicebox.rewards import REWARDS, CombinedReward, RewardContext, answer_logprobs, make_reward
-from juicebox.rewards.dpo_implicit import DPOImplicit, end_of_turn_ids
-from juicebox.rewards.judge import DEFAULT_TEMPLATE, Judge, parse_verdict
-from juicebox.rewards.python_function import PythonFunction
+from juicebox.rewards.dpo_implicit import end_of_turn_ids
+from juicebox.rewards.judge import DEFAULT_TEMPLATE, parse_verdict
 from juicebox.rewards.reward_model import _free_pad_id
 
 TEXTS = ["What is 2 plus 3?", "The answer is 5.", "A dog runs on the grass.", "Describe the picture.",
@@ -28,6 +27,21 @@ TEXTS = ["What is 2 plus 3?", "The answer is 5.", "A dog runs on the grass.", "D
 SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                 num_key_value_heads=1, vocab_size=300)
 
+
+
+def judge_reward(**options):
+    """A judge reward with these options, built as the reward rule builds it."""
+    return make_reward({"type": "judge", **options})
+
+
+def python_reward(**options):
+    """A python reward with these options."""
+    return make_reward({"type": "python", **options})
+
+
+def dpo_reward(**options):
+    """A dpo_implicit reward with these options (no context: no policy or base model)."""
+    return make_reward({"type": "dpo_implicit", **options})
 
 def record(pid, samples, task="math", prompt=None, answer="5", references=(), images=()):
     """A rollout record; ``samples`` are texts, or (text, finish_reason) tuples."""
@@ -82,7 +96,7 @@ def test_reference_caption_ranks_the_reference_above_an_unrelated_caption():
     assert details["batch_items"] == 4 and details["CIDEr"] == scores[0][0][0]
     assert {"BLEU-1", "BLEU-4", "METEOR", "ROUGE_L"} <= set(details)
     assert scores[2][0][0] is None and "reference" in scores[2][0][1]["reason"]
-    with pytest.raises(ValueError, match="metric must be one of"):
+    with pytest.raises(ValueError, match=r"rewards\.metric: expected one of 'BLEU-1', .*found 'SPICE'"):
         make_reward({"type": "reference_caption", "metric": "SPICE"})
 
 
@@ -201,10 +215,10 @@ def test_dpo_implicit_adapter_against_its_own_base(tiny):
 
 
 def test_dpo_implicit_rejects_bad_config():
-    with pytest.raises(ValueError, match="variant must be one of"):
-        DPOImplicit(reward_model="x", ref_model="y", variant="mean")
+    with pytest.raises(ValueError, match=r"variant: expected one of 'sum', 'avg', 'min', 'last', found 'mean'"):
+        dpo_reward(reward_model="x", ref_model="y", variant="mean")
     with pytest.raises(ValueError, match="reward model and a reference model"):
-        DPOImplicit()
+        dpo_reward()
 
 
 # --- reward_model -----------------------------------------------------------------------------
@@ -411,10 +425,10 @@ def test_judge_max_pairs_is_a_seeded_draw_per_prompt(judge_server, tmp_path):
 def test_judge_config_errors(monkeypatch):
     monkeypatch.delenv("NO_SUCH_JUDGE_KEY", raising=False)
     with pytest.raises(ValueError, match="NO_SUCH_JUDGE_KEY"):
-        Judge(endpoint="http://127.0.0.1:1", model="m", api_key_env="NO_SUCH_JUDGE_KEY")
+        judge_reward(endpoint="http://127.0.0.1:1", model="m", api_key_env="NO_SUCH_JUDGE_KEY")
     with pytest.raises(ValueError, match="template must use exactly"):
-        Judge(endpoint="http://127.0.0.1:1", model="m", template="{question} {answer_a}")
-    assert Judge(endpoint="http://127.0.0.1:1/", model="m", template=DEFAULT_TEMPLATE).endpoint == "http://127.0.0.1:1"
+        judge_reward(endpoint="http://127.0.0.1:1", model="m", template="{question} {answer_a}")
+    assert judge_reward(endpoint="http://127.0.0.1:1/", model="m", template=DEFAULT_TEMPLATE).endpoint == "http://127.0.0.1:1"
 
 
 def test_parse_verdict():
@@ -437,7 +451,7 @@ def reward_file(tmp_path):
 
 def test_python_reward_from_path_and_from_module(reward_file, monkeypatch):
     records = [record("q1", ["abc", "de"]), record("q2", [])]
-    by_path = PythonFunction(function="length", path=str(reward_file))
+    by_path = python_reward(function="length", path=str(reward_file))
     assert [[v for v, _ in row] for row in by_path.score(records)] == [[3.0, 2.0], []]
     monkeypatch.syspath_prepend(str(reward_file.parent))
     by_module = make_reward({"type": "python", "function": "juicebox_test_reward_fns:length"})
@@ -448,11 +462,11 @@ def test_python_reward_from_path_and_from_module(reward_file, monkeypatch):
 
 def test_python_reward_errors_name_the_function_and_prompt(reward_file):
     with pytest.raises(RuntimeError, match=r"broken: prompt q7 sample 0: KeyError"):
-        PythonFunction(function="broken", path=str(reward_file)).score([record("q7", ["x"])])
+        python_reward(function="broken", path=str(reward_file)).score([record("q7", ["x"])])
     with pytest.raises(TypeError, match=r"wrong: prompt q8 sample 0: returned 'high'"):
-        PythonFunction(function="wrong", path=str(reward_file)).score([record("q8", ["x"])])
+        python_reward(function="wrong", path=str(reward_file)).score([record("q8", ["x"])])
     with pytest.raises(ValueError, match="has no function 'absent'"):
-        PythonFunction(function="absent", path=str(reward_file))
+        python_reward(function="absent", path=str(reward_file))
 
 
 # --- combined ---------------------------------------------------------------------------------
@@ -490,9 +504,9 @@ def test_combined_none_is_never_zero(reward_file):
 
 
 def test_combined_config_errors(reward_file):
-    with pytest.raises(ValueError, match="rewards: unknown reward type 'bleu'; known types: dpo_implicit, judge, python"):
+    with pytest.raises(ValueError, match=r"rewards\.functions\[0\]\.type: unknown reward type 'bleu'; known: dpo_implicit, judge, python"):
         CombinedReward([{"type": "bleu"}])
-    with pytest.raises(ValueError, match=r"does not take \['metrik'\]"):
+    with pytest.raises(ValueError, match=r"rewards\.functions\[0\]: unknown key 'metrik' \(did you mean 'metric'\?\)"):
         CombinedReward([{"type": "reference_caption", "metrik": "CIDEr"}])
     with pytest.raises(ValueError, match="used twice"):
         CombinedReward([{"type": "verifier_math"}, {"type": "verifier_math"}])

@@ -240,7 +240,8 @@ def test_parquet_types_without_a_json_form(tmp_path):
     out = validate_sources([spec(tmp_path / "t.parquet")], 0.5)
     assert out.by_source["t"][0]["meta"] == {"when": "2024-05-01T12:30:00", "day": "2024-05-01", "price": "1.50",
                                              "took": 90.0, "blob": None}
-    assert [(r["row"], r["reason"]) for r in out.rejected] == [(2, "field blob: binary data (2 bytes) has no JSON form")]
+    assert [(r["row"], r["reason"]) for r in out.rejected] == [
+        (2, "field blob: binary data (2 bytes) has no JSON form")]
 
 
 def test_parquet_string_that_is_not_utf8_is_quarantined_by_row(tmp_path):
