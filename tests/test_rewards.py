@@ -514,3 +514,11 @@ def test_combined_config_errors(reward_file):
         CombinedReward([{"type": "verifier_math", "weight": math.inf}])
     with pytest.raises(ValueError, match="empty"):
         CombinedReward([])
+
+
+def test_judge_sends_an_inline_image_as_it_is(tmp_path):
+    # A data URI passes pool validation (it is decoded and verified there); the judge must not
+    # treat it as a file path.
+    uri = "data:image/png;base64,iVBORw0KGgo="
+    parts = judge_reward(endpoint="http://127.0.0.1:1", model="m")._image_parts({"id": "i", "images": [uri]})
+    assert parts == [{"type": "image_url", "image_url": {"url": uri}}]

@@ -210,6 +210,9 @@ class Judge(Reward):
             return []
         parts = []
         for path in record.get("images") or []:
+            if path.startswith("data:image"):  # inline images were checked when the pool was built
+                parts.append({"type": "image_url", "image_url": {"url": path}})
+                continue
             if not Path(path).is_file():
                 raise FileNotFoundError(f"judge: prompt {record.get('id')}: image {path} not found")
             mime = mimetypes.guess_type(str(path))[0] or "image/png"
