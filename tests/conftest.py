@@ -1,7 +1,10 @@
 """Shared test helpers: the repository root, the scripts package on sys.path, Snakemake runs."""
 
+import asyncio
+import contextlib
 import os
 import shutil
+import threading
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +31,27 @@ def workdir(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "config", tmp_path / "config")
     shutil.copytree(ROOT / ".test", tmp_path / ".test")
     return tmp_path
+
+
+@contextlib.contextmanager
+def serve_chat_completions(handle):
+    """A real aiohttp server on a free localhost port, answering POST /v1/chat/completions with
+    ``handle`` from a thread; yields its base URL."""
+    from aiohttp import web
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()

@@ -3,7 +3,6 @@ the ``openai`` engine against real ``transformers serve`` processes on localhost
 server killed mid-run (its prompts are retried on the other one) and every server dead (the run
 fails naming how many prompts, and none of them is reported as done)."""
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -23,6 +22,7 @@ import torch
 import yaml
 from aiohttp import web
 
+from conftest import serve_chat_completions
 from juicebox import engines
 from juicebox.engines import PRESETS, Prompt, Sampling, make_engine, servers
 from juicebox.engines.hf import PresenceFrequencyPenalty
@@ -489,20 +489,8 @@ def fake_openai(monkeypatch):
     """The fake server on a free localhost port, served from a thread; yields (url, state)."""
     monkeypatch.setenv("ENGINE_KEY", ENGINE_KEY)
     state = FakeOpenAI()
-    loop = asyncio.new_event_loop()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", state.handle)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}", state
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.run_until_complete(runner.cleanup())
-    loop.close()
+    with serve_chat_completions(state.handle) as url:
+        yield url, state
 
 
 def fake_engine(url: str, sampling: Sampling, served_model: str = "ok", **keys):

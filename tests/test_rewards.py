@@ -2,12 +2,10 @@
 unbatched forward passes, a reward model's logit, an LLM judge on a real localhost server, a
 Python function, and the weighted combination with None propagation."""
 
-import asyncio
 import json
 import logging
 import math
 import re
-import threading
 
 import pytest
 import torch
@@ -16,6 +14,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, Qwen2Config,
                           Qwen2ForSequenceClassification)
 
+from conftest import serve_chat_completions
 from juicebox.models import TinySpec, build_tiny_model
 from juicebox.rewards import REWARDS, CombinedReward, RewardContext, answer_logprobs, make_reward
 from juicebox.rewards.dpo_implicit import end_of_turn_ids
@@ -299,21 +298,8 @@ def judge_server(monkeypatch, caplog):
     monkeypatch.setattr(logging.getLogger("juicebox"), "propagate", True)  # setup_logging turns it off
     caplog.set_level(logging.DEBUG, logger="juicebox")
     state = FakeJudge()
-    loop = asyncio.new_event_loop()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", state.handle)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}", state
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.run_until_complete(runner.cleanup())
-    loop.close()
+    with serve_chat_completions(state.handle) as url:
+        yield url, state
 
 
 def judge(url, model="longer", **keys):

@@ -15,8 +15,6 @@ from a written ``eval/{bench}/{variant}.jsonl`` alone: anyone can check a report
 from __future__ import annotations
 
 import logging
-import re
-import string
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence, TypedDict

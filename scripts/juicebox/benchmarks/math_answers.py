@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from ..scoring import gold_answer_math, math_judge, pass_at_k
 from ..spec import option
-from . import Benchmark, BenchmarkError, BenchmarkOptions, Item, _text, register
+from . import Benchmark, BenchmarkOptions, Item, _text, register
 
 log = logging.getLogger("juicebox")
 
