@@ -7,17 +7,22 @@ SCRIPTS = Path(workflow.basedir) / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 from juicebox import cluster  # noqa: E402
-from juicebox.config import load_config_file, resolve, user_experiments  # noqa: E402
+from juicebox.config import compose, resolve  # noqa: E402
 from juicebox.models import is_hub_id, model_slug  # noqa: E402
 from juicebox.shards import shard_names  # noqa: E402
 
-# Every config file is read again strictly (a key given twice is an error naming the line), and
-# a user's --configfile that defines experiments replaces the demo's instead of merging into them.
-for path in workflow.configfiles:
-    load_config_file(path)
-USER_EXPERIMENTS = user_experiments(workflow.config_settings.configfiles)
-if USER_EXPERIMENTS is not None:
-    config["experiments"] = USER_EXPERIMENTS
+# The config is composed again from the files, read strictly (a key given twice is an error
+# naming its line): each --configfile is laid over config/config.yaml with juicebox's merge (a
+# block naming another type replaces the demo's), and one that defines experiments replaces the
+# demo's experiments instead of merging into them.
+USER_CONFIGFILES = [Path(f).absolute() for f in workflow.config_settings.configfiles]
+composed = compose(
+    [f for f in workflow.configfiles if Path(f).absolute() not in USER_CONFIGFILES],
+    USER_CONFIGFILES,
+    workflow.config_settings.config,
+)
+config.clear()
+config.update(composed)
 
 DEMO_OUTDIR = (config.get("demo_data") or {}).get("outdir", "results/demo_data")
 DEMO_FILES = {

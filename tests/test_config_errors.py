@@ -103,3 +103,11 @@ def test_user_experiments_replace_the_demo_ones_and_numeric_strings_are_numbers(
 def test_the_demo_config_alone_runs_the_demo_experiments(workdir):
     proc = run_snakemake(workdir, "-n")
     assert "results/raw/" in proc.stdout and "results/ksigma/" in proc.stdout
+
+
+def test_a_user_block_of_another_type_replaces_the_demos(workdir):
+    # Snakemake's own merge would keep the demo's hf `batch_size` under the user's openai engine.
+    (workdir / "user.yaml").write_text("defaults:\n  rollouts:\n    engine: {type: openai, endpoints: "
+                                       "['http://127.0.0.1:8000']}\nexperiments:\n  mine: {}\n")
+    proc = run_snakemake(workdir, "--configfile", "user.yaml", "-n")
+    assert "results/mine/rollouts/shards/1-of-2.jsonl" in proc.stdout

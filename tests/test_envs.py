@@ -68,7 +68,7 @@ def test_every_rule_has_its_anatomy_and_an_existing_env():
         conda = re.search(r"\n    conda:\n\s+(.+)", block).group(1)
         # A literal env file, or a function choosing one (the envs it names are checked below).
         assert re.fullmatch(r'"\.\./envs/[\w.-]+\.yaml"|\w+(\(.*\))?', conda), f"rule {name}: conda: {conda}"
-    code = [*(ROOT / "rules").glob("*.smk"), *(ROOT / "scripts" / "juicebox").glob("*.py")]
+    code = [*(ROOT / "rules").glob("*.smk"), *(ROOT / "scripts" / "juicebox").rglob("*.py")]
     named = {env for path in code for env in re.findall(r'"(?:\.\./)?(envs/[\w.-]+\.yaml)"', path.read_text())}
     for env in named:
         assert (ROOT / env).is_file(), f"{env} is named in rules/ or scripts/juicebox/ but missing"

@@ -109,4 +109,5 @@ def test_training_on_several_gpus_needs_accelerate(workdir, gpu_config):
     gpu_config.write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(workdir, "--configfile", str(gpu_config), "-n", check=False)
     assert proc.returncode != 0
-    assert "training on several GPUs or nodes needs launcher: accelerate" in proc.stdout + proc.stderr
+    assert re.search(r"train\.launcher: training on 4 GPU\(s\) x 2 node\(s\) needs launcher: accelerate",
+                     proc.stdout + proc.stderr)

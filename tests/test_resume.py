@@ -173,7 +173,10 @@ def test_dpo_killed_after_a_checkpoint_resumes_byte_identical_through_snakemake(
     outputs = (TRAIN / "adapter", TRAIN / "metrics.csv", TRAIN / "summary.json")
     work = copy_without(reference, tmp_path / "work", *outputs)
     checkpoints = work / TRAIN / "adapter.checkpoints"
-    complete = lambda: [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]  # noqa: E731
+
+    def complete() -> list[Path]:
+        return [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+
     kill_snakemake_when(work, [str(TRAIN / "summary.json")], lambda: bool(complete()), {})
     assert complete() and not (work / TRAIN / "adapter").exists() and not (work / TRAIN / "summary.json").exists()
     steps = json.loads((reference / TRAIN / "summary.json").read_text())["steps"]

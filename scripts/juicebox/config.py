@@ -4,7 +4,7 @@ Three layers, each naming a bad key by its dotted path:
 
 1. **Files.** Every config file is read with a loader that refuses a key given twice in one
    mapping (naming the file and line). A user's ``--configfile`` that defines ``experiments``
-   replaces the demo's experiments instead of being merged into them (``user_experiments``).
+   replaces the demo's experiments instead of being merged into them (``compose``).
 2. **Layout.** The plain keys are checked against ``config/config.schema.yaml`` (types, bounds,
    unknown keys); a number written as a string (YAML 1.1 reads ``5e-4`` as a string) is
    accepted where the schema wants a number.
@@ -35,7 +35,7 @@ EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # The keys that name a block's type in the registries.
 TYPE_KEYS = ("type", "executor", "op")
 
-__all__ = ["ConfigError", "resolve", "user_experiments", "deep_merge"]
+__all__ = ["ConfigError", "compose", "deep_merge", "resolve"]
 
 
 def _where(path) -> str:
@@ -140,20 +140,24 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def user_experiments(configfiles: Iterable[str | Path]) -> dict | None:
-    """The experiments a user's ``--configfile`` list defines: those of the last file that has an
-    ``experiments:`` key (replacing the demo's, never merged with them), or None if none has.
+def compose(workflow_files: Iterable[str | Path], user_files: Iterable[str | Path], overrides: dict) -> dict:
+    """The config a run means: the workflow's config files, each ``--configfile`` laid over them,
+    then the ``--config`` values.
 
-    Every file is read strictly: a key given twice is an error naming the file and line.
+    Laid over with :func:`deep_merge` (a block naming another type replaces the one below instead
+    of inheriting its keys), except ``experiments``: a user file that defines it replaces the
+    experiments below (the demo's), so only the experiments it names run. Every file is read
+    strictly (a key given twice is an error naming the file and line).
     """
-    found = None
-    for path in configfiles:
+    config: dict = {}
+    for path in [*workflow_files, *user_files]:
         data = load_config_file(path)
-        if "experiments" in data:
-            found = data["experiments"]
-            if not isinstance(found, dict):
-                raise ConfigError(f"{path}: experiments: expected a mapping of name -> settings, found {found!r}")
-    return found
+        if "experiments" in data and not isinstance(data["experiments"], dict):
+            raise ConfigError(f"{path}: experiments: expected a mapping of name -> settings, found "
+                              f"{data['experiments']!r}")
+        config = deep_merge({k: v for k, v in config.items() if k != "experiments" or "experiments" not in data},
+                            data)
+    return deep_merge(config, dict(overrides))
 
 
 def load_config_file(path: str | Path) -> dict:

@@ -11,8 +11,9 @@ turns into a figure. The CSV and the reported ``train_loss`` are computed at the
 trainer state's log history, which every checkpoint keeps, so a run killed and resumed (also
 through Snakemake, which deletes a declared output before the rerun) writes the bytes an
 uninterrupted run writes; the Trainer's own ``training_loss`` covers only the steps of the last
-``train()`` call. The Trainer prints each log line to the job's log while it runs. The entry points (``scripts/train_sft.py``, ``scripts/train_dpo.py``) are plain
-command-line programs, so ``accelerate launch`` can run them on several GPUs unchanged.
+``train()`` call. The Trainer prints each log line to the job's log while it runs. The entry
+point (``scripts/train.py sft|dpo``) is a plain command-line program, so ``accelerate launch``
+can run it on several GPUs unchanged.
 """
 
 from __future__ import annotations
