@@ -29,8 +29,8 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 import time
+from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Iterator, Sequence, TypeVar
 
 from .io import dumps, read_jsonl, write_jsonl
