@@ -33,6 +33,7 @@ from pathlib import Path
 
 from dataclasses import dataclass
 
+from ..records import content_text
 from ..spec import option
 from . import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register
 
@@ -64,15 +65,9 @@ def parse_verdict(reply: str) -> str | None:
 def question_text(record: dict) -> str:
     """The prompt as the judge reads it: a single user turn's text, else every turn as "role: text"."""
     turns = [m for m in prompt_messages(record) if m.get("role") != "system"]
-
-    def text(content) -> str:
-        if isinstance(content, list):  # OpenAI-style content parts: keep the text ones
-            return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        return str(content)
-
     if len(turns) == 1:
-        return text(turns[0].get("content"))
-    return "\n".join(f"{m.get('role')}: {text(m.get('content'))}" for m in turns)
+        return content_text(turns[0].get("content"))
+    return "\n".join(f"{m.get('role')}: {content_text(m.get('content'))}" for m in turns)
 
 
 class JudgeFailed(RuntimeError):
