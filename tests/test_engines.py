@@ -568,3 +568,13 @@ def test_transformers_serve_refuses_penalties_by_name_before_launching():
     cfg = {"type": "openai", "launch": {"kind": "transformers"}}
     with pytest.raises(ValueError, match=r"presence_penalty=1.5"):
         make_engine(cfg, "no/such/model", None, Sampling.from_config({"preset": "qwen_ins"}, seed=0))
+
+
+def test_launched_vllm_keeps_neutral_sampling_neutral(monkeypatch):
+    # The engine leaves neutral fields out of a request; a vLLM server would fill them from the
+    # model's generation_config.json unless told to use its own neutral defaults.
+    monkeypatch.setattr(servers, "visible_gpus", lambda: ["0", "1"])
+    (cmd, env), = servers.server_commands("vllm", "m", None, 2, 1, [8000], [])
+    assert cmd[cmd.index("--generation-config") + 1] == "vllm" and env == {"CUDA_VISIBLE_DEVICES": "0,1"}
+    (cmd, _), = servers.server_commands("vllm", "m", None, 1, 1, [8000], ["--generation-config=auto"])
+    assert cmd.count("--generation-config") == 0 and cmd[-1] == "--generation-config=auto"

@@ -63,6 +63,11 @@ def server_commands(kind: str, model: str, adapter: str | None, tp: int, dp: int
         for i, port in enumerate(ports):
             cmd = ["vllm", "serve", model, "--port", str(port), "--host", "127.0.0.1",
                    "--tensor-parallel-size", str(tp), "--served-model-name", "model"]
+            if not any(arg.split("=")[0] == "--generation-config" for arg in extra_args):
+                # vLLM fills sampling fields a request leaves out from the model's
+                # generation_config.json by default ("auto"); the engine leaves out the neutral
+                # values (top_k 0, repetition_penalty 1, penalties 0), which must stay neutral.
+                cmd += ["--generation-config", "vllm"]
             if adapter:
                 cmd += ["--enable-lora", "--lora-modules", f"adapter={adapter}"]
             env = {"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * tp:(i + 1) * tp])}
