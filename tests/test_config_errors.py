@@ -68,6 +68,8 @@ CASES = {
                       r"user\.yaml:4: key 'ksigma' appears twice in one mapping \(first at line 3\)"),
     "missing source": ("defaults:\n  sources:\n    - {name: math, path: data/nowhere.jsonl, task: math}\n",
                        r"experiments\.mine\.sources\[0\]\.path: data/nowhere\.jsonl does not exist"),
+    "recipe with a duplicate key": ("defaults:\n  recipe: dup_recipe.yaml\n",
+                                    r"experiments\.mine\.recipe: .*dup_recipe\.yaml:3: key 'np' appears twice"),
     "unknown task": ("defaults:\n  sources:\n    - {name: math, path: results/demo_data/math.jsonl, task: maht}\n",
                      r"experiments\.mine\.sources\[0\]\.task: task 'maht' is known to no reward, benchmark.*"
                      r"\(did you mean 'math'\?\); known tasks: caption, math"),
@@ -83,6 +85,7 @@ def test_mistake_stops_the_dry_run_naming_the_key(workdir, name):
     if "experiments:" not in text:
         text += "experiments:\n  mine: {}\n"
     (workdir / "user.yaml").write_text(text)
+    (workdir / "dup_recipe.yaml").write_text("project_name: dup\nnp: 1\nnp: 2\nprocess: []\n")
     # Old outputs must not hide a mistake (Snakemake skips a job whose outputs exist).
     (workdir / "results" / "mine" / "pool").mkdir(parents=True)
     (workdir / "results" / "mine" / "pool" / "pool.jsonl").write_text("{}\n")

@@ -265,6 +265,11 @@ def check_paths(exp: dict, where: str, produced: Callable[[str], bool]) -> None:
     for key, path in paths:
         if not Path(path).exists() and not produced(path):
             raise ConfigError(f"{key}: {path} does not exist (and no rule of the workflow makes it)")
+    if Path(exp["recipe"]).is_file():  # a recipe that holds a key twice: before any job, too
+        try:
+            read_yaml(exp["recipe"])
+        except ValueError as err:
+            raise ConfigError(f"{where}.recipe: {err}") from err
 
 
 # --- the whole config ----------------------------------------------------------------------
