@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import threading
@@ -55,3 +56,20 @@ def serve_chat_completions(handle):
         thread.join()
         loop.run_until_complete(runner.cleanup())
         loop.close()
+
+
+@contextlib.contextmanager
+def juicebox_log_file(path: Path):
+    """Also write the ``juicebox`` logger's records to ``path`` (as a rule's log file) while inside."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    logging.getLogger("juicebox").addHandler(handler)
+    try:
+        yield path
+    finally:
+        logging.getLogger("juicebox").removeHandler(handler)
+        handler.close()
+
+
+def key_prefixes_in(text: str, key: str, shortest: int = 4) -> list[str]:
+    """The prefixes of ``key`` at least ``shortest`` characters long that occur in ``text``."""
+    return [key[:n] for n in range(shortest, len(key) + 1) if key[:n] in text]

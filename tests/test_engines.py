@@ -22,7 +22,7 @@ import torch
 import yaml
 from aiohttp import web
 
-from conftest import serve_chat_completions
+from conftest import juicebox_log_file, key_prefixes_in, serve_chat_completions
 from juicebox import engines
 from juicebox.engines import PRESETS, Prompt, Sampling, make_engine, servers
 from juicebox.engines.hf import PresenceFrequencyPenalty
@@ -521,10 +521,8 @@ def test_openai_engine_never_leaks_part_of_a_key_cut_by_the_error_limit(fake_ope
     prefix in the log, the failures recorded or the exception (scrub first, then cut)."""
     url, _ = fake_openai
     log_file = tmp_path / "rollout.log"
-    handler = logging.FileHandler(log_file, encoding="utf-8")
-    logging.getLogger("juicebox").addHandler(handler)
     messages = []
-    try:
+    with juicebox_log_file(log_file):
         for status in (500, 400):  # retried, then not retryable
             for pad in range(300 - len(ENGINE_KEY) - 2, 300 + 3):
                 engine = fake_engine(url, Sampling(n=1, temperature=1.0, max_tokens=4), f"echo-{status}-{pad}",
@@ -534,13 +532,10 @@ def test_openai_engine_never_leaks_part_of_a_key_cut_by_the_error_limit(fake_ope
                 if pad + 3 <= 300:  # the scrubbed key ("***") is inside the 300 characters kept
                     assert "***" in str(failure.value), str(failure.value)
                 messages += [str(failure.value), *engine.failed.values()]
-    finally:
-        logging.getLogger("juicebox").removeHandler(handler)
-        handler.close()
     assert "retry 1/1" in juicebox_log.text and "prompt q000 failed" in juicebox_log.text
     for name, text in [("log file", log_file.read_text(encoding="utf-8")), ("caplog", juicebox_log.text),
                        ("failures and exceptions", "\n".join(messages))]:
-        leaked = [ENGINE_KEY[:n] for n in range(4, len(ENGINE_KEY) + 1) if ENGINE_KEY[:n] in text]
+        leaked = key_prefixes_in(text, ENGINE_KEY)
         assert not leaked, f"{name} holds a prefix of the key: {leaked[-1]!r}"
 
 

@@ -14,7 +14,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, Qwen2Config,
                           Qwen2ForSequenceClassification)
 
-from conftest import serve_chat_completions
+from conftest import juicebox_log_file, key_prefixes_in, serve_chat_completions
 from juicebox.models import TinySpec, build_tiny_model
 from juicebox.rewards import REWARDS, CombinedReward, RewardContext, answer_logprobs, make_reward
 from juicebox.rewards.dpo_implicit import end_of_turn_ids
@@ -369,10 +369,8 @@ def test_judge_never_leaks_part_of_a_key_cut_by_the_error_limit(judge_server, ca
     prefix in the log, the details or the failure messages (scrub first, then cut)."""
     url, _ = judge_server
     log_file = tmp_path / "reward.log"
-    handler = logging.FileHandler(log_file, encoding="utf-8")
-    logging.getLogger("juicebox").addHandler(handler)
     results, reasons = [], []
-    try:
+    with juicebox_log_file(log_file):
         cases = [(f"echo-{status}-{pad}", pad) for status in (500, 400)  # retried, then not retryable
                  for pad in range(300 - len(KEY) - 2, 300 + 3)]
         # the JSON's repr starts with "{'error': '" (11 characters): these pads cover the cut too
@@ -386,13 +384,10 @@ def test_judge_never_leaks_part_of_a_key_cut_by_the_error_limit(judge_server, ca
                 assert "***" in reason, (model, reason)
             results.append(scores)
             reasons.append(reason)
-    finally:
-        logging.getLogger("juicebox").removeHandler(handler)
-        handler.close()
     assert "retry 1/1" in caplog.text and "judge: request 0 failed" in caplog.text
     for name, text in [("log file", log_file.read_text(encoding="utf-8")), ("caplog", caplog.text),
                        ("details", json.dumps(results)), ("failure messages", "\n".join(reasons))]:
-        leaked = [KEY[:n] for n in range(4, len(KEY) + 1) if KEY[:n] in text]
+        leaked = key_prefixes_in(text, KEY)
         assert not leaked, f"{name} holds a prefix of the key: {leaked[-1]!r}"
 
 
