@@ -73,3 +73,46 @@ def juicebox_log_file(path: Path):
 def key_prefixes_in(text: str, key: str, shortest: int = 4) -> list[str]:
     """The prefixes of ``key`` at least ``shortest`` characters long that occur in ``text``."""
     return [key[:n] for n in range(shortest, len(key) + 1) if key[:n] in text]
+
+
+VLM_TEXTS = ["What colour is the shape?", "What shape is in the picture?", "Describe the image.",
+             "A red circle.", "A blue square.", "A green triangle.", "red", "blue", "green", "circle", "square",
+             "triangle"] * 10
+
+
+def shape_image(path: Path, colour: str = "red", shape: str = "circle", size: tuple[int, int] = (48, 48)) -> Path:
+    """A PNG of one filled shape on white (what the tiny VLM's tests show it)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    box = (size[0] // 4, size[1] // 4, 3 * size[0] // 4, 3 * size[1] // 4)
+    if shape == "circle":
+        draw.ellipse(box, fill=colour)
+    elif shape == "square":
+        draw.rectangle(box, fill=colour)
+    else:
+        draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=colour)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory) -> str:
+    """A tiny LLaVA-architecture VLM (CLIP tower 32 px, 16 image tokens, Qwen2 LM), built once per run."""
+    from juicebox.models import TinySpec, TinyVisionSpec, build_tiny_vlm
+
+    path = tmp_path_factory.mktemp("tiny_vlm") / "model"
+    build_tiny_vlm(path, VLM_TEXTS, seed=0, spec=TinySpec(vocab_size=300, hidden_size=64, intermediate_size=128,
+                                                          num_hidden_layers=2), vision=TinyVisionSpec())
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def shape_images(tmp_path_factory) -> dict[str, str]:
+    """Three distinct shape images: red circle, blue square, green triangle."""
+    folder = tmp_path_factory.mktemp("shapes")
+    return {name: str(shape_image(folder / f"{name}.png", colour, shape))
+            for name, colour, shape in [("red_circle", "red", "circle"), ("blue_square", "blue", "square"),
+                                        ("green_triangle", "green", "triangle")]}

@@ -1,9 +1,17 @@
-"""Models: the embedded tiny Qwen2, hub downloads, and loading a variant for generation or scoring.
+"""Models: the embedded tiny models, hub downloads, and loading a variant for generation or scoring.
 
 The embedded default needs no hub: ``build_tiny_model`` trains a byte-level BPE tokenizer on
 the given texts (digits split one per token, so numbers are spelt digit by digit) and
 initialises a small Qwen2-architecture causal LM from the seed. Its chat template is the
 ChatML layout of Qwen2 instruct models, so every rule treats it like a real instruct model.
+``build_tiny_vlm`` puts a small CLIP vision tower and a projector in front of the same kind of
+language model: a LLaVA-architecture vision-language model with an ``<image>`` token and a
+processor whose chat template renders image and text content parts.
+
+:func:`load_model` is the one loader: it reads the model's config, loads a vision-language model
+(anything ``AutoModelForImageTextToText`` knows whose config has a vision tower: LLaVA,
+Qwen2/2.5/3-VL, Idefics3/SmolVLM, Gemma 3, ...) with its ``AutoProcessor``, and any other model as
+a causal LM with its tokenizer. Nothing else asks which kind a model is.
 
 A real model is either a local Hugging Face directory or a hub id, which ``download_model``
 fetches with huggingface_hub. Offline, it fails at once and says what to put where.
@@ -25,8 +33,16 @@ from typing import Iterable
 log = logging.getLogger("juicebox")
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+IMAGE_TOKEN = "<image>"  # the tiny VLM's image token, LLaVA's
+# ChatML (Qwen2 instruct's layout). Content is text or a list of parts: text parts are printed,
+# image parts (``{"type": "image"}`` or OpenAI's ``image_url``) become the image token and a newline,
+# as LLaVA-1.5 writes "<image>\n{question}".
 CHATML_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for p in m['content'] %}"
+    "{% if p['type'] in ('image', 'image_url') %}" + IMAGE_TOKEN + "\n"
+    "{% elif p['type'] == 'text' %}{{ p['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
@@ -46,6 +62,18 @@ class TinySpec:
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 512
+
+
+@dataclass(frozen=True)
+class TinyVisionSpec:
+    """Size of the embedded VLM's CLIP-style vision tower (config key ``model_build.vision``)."""
+
+    image_size: int = 32
+    patch_size: int = 8
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
 
 
 def corpus_texts(paths: Iterable[str | os.PathLike]) -> list[str]:
@@ -70,8 +98,9 @@ def corpus_texts(paths: Iterable[str | os.PathLike]) -> list[str]:
     return texts
 
 
-def build_tokenizer(texts: list[str], vocab_size: int):
-    """A byte-level BPE tokenizer trained on ``texts`` with ChatML special tokens (deterministic)."""
+def build_tokenizer(texts: list[str], vocab_size: int, extra_special: tuple[str, ...] = ()):
+    """A byte-level BPE tokenizer trained on ``texts`` with ChatML special tokens (deterministic);
+    ``extra_special`` adds more special tokens (the VLM's image token)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -81,44 +110,94 @@ def build_tokenizer(texts: list[str], vocab_size: int):
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
     core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + list(extra_special),
+                                  show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     core.train_from_iterator(texts, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        extra_special_tokens=list(extra_special) or None)
     tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
 
 
-def build_tiny_model(outdir: str | os.PathLike, texts: list[str], seed: int, spec: TinySpec) -> dict:
-    """Write a seeded tiny Qwen2 model and its tokenizer to ``outdir``; return a summary."""
-    import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+def _qwen2_config(tokenizer, spec: TinySpec):
+    from transformers import Qwen2Config
 
-    tokenizer = build_tokenizer(texts, spec.vocab_size)
-    config = Qwen2Config(
+    return Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
         num_hidden_layers=spec.num_hidden_layers, num_attention_heads=spec.num_attention_heads,
         num_key_value_heads=spec.num_key_value_heads, max_position_embeddings=spec.max_position_embeddings,
         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
     )
+
+
+def _generation_config(tokenizer):
+    from transformers import GenerationConfig
+
+    return GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+def build_tiny_model(outdir: str | os.PathLike, texts: list[str], seed: int, spec: TinySpec) -> dict:
+    """Write a seeded tiny Qwen2 model and its tokenizer to ``outdir``; return a summary."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    tokenizer = build_tokenizer(texts, spec.vocab_size)
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
-                                               pad_token_id=tokenizer.pad_token_id)
+    model = Qwen2ForCausalLM(_qwen2_config(tokenizer, spec))
+    model.generation_config = _generation_config(tokenizer)
     save_model(model, tokenizer, outdir)
     n_params = sum(p.numel() for p in model.parameters())
     return {"architecture": "Qwen2ForCausalLM", "parameters": n_params, "vocab_size": len(tokenizer),
             "seed": seed, **spec.__dict__}
 
 
-def save_model(model, tokenizer, outdir: str | os.PathLike) -> None:
-    """Save a model and tokenizer into ``outdir`` atomically (a sibling temp dir renamed over it)."""
+def build_tiny_vlm(outdir: str | os.PathLike, texts: list[str], seed: int, spec: TinySpec,
+                   vision: TinyVisionSpec) -> dict:
+    """Write a seeded tiny LLaVA-architecture VLM and its processor to ``outdir``; return a summary.
+
+    CLIP vision tower (``vision``) → two-layer GELU projector → tiny Qwen2 LM (``spec``). Each
+    image becomes (image_size / patch_size)² image tokens (the patch features, CLS dropped, as
+    LLaVA-1.5's ``default`` strategy); the processor resizes and centre-crops to ``image_size``.
+    """
+    import torch
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration,
+                              LlavaProcessor)
+
+    tokenizer = build_tokenizer(texts, spec.vocab_size, extra_special=(IMAGE_TOKEN,))
+    vision_config = CLIPVisionConfig(
+        image_size=vision.image_size, patch_size=vision.patch_size, hidden_size=vision.hidden_size,
+        intermediate_size=vision.intermediate_size, num_hidden_layers=vision.num_hidden_layers,
+        num_attention_heads=vision.num_attention_heads, projection_dim=vision.hidden_size)
+    config = LlavaConfig(vision_config=vision_config, text_config=_qwen2_config(tokenizer, spec),
+                         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+                         vision_feature_layer=-1, vision_feature_select_strategy="default",
+                         projector_hidden_act="gelu", tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config = _generation_config(tokenizer)
+    size = {"shortest_edge": vision.image_size}
+    crop = {"height": vision.image_size, "width": vision.image_size}
+    image_processor = CLIPImageProcessor(size=size, crop_size=crop, do_center_crop=True, do_convert_rgb=True)
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=vision.patch_size,
+                               vision_feature_select_strategy="default", chat_template=CHATML_TEMPLATE,
+                               image_token=IMAGE_TOKEN, num_additional_image_tokens=1)
+    save_model(model, processor, outdir)
+    n_params = sum(p.numel() for p in model.parameters())
+    return {"architecture": "LlavaForConditionalGeneration", "parameters": n_params, "vocab_size": len(tokenizer),
+            "seed": seed, "image_tokens": (vision.image_size // vision.patch_size) ** 2, **spec.__dict__,
+            "vision": vision.__dict__}
+
+
+def save_model(model, processing, outdir: str | os.PathLike) -> None:
+    """Save a model and its tokenizer or processor into ``outdir`` atomically (a sibling temp dir
+    renamed over it)."""
     target = Path(outdir)
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    processing.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
 
@@ -153,39 +232,89 @@ def model_slug(name: str) -> str:
     return name.replace("/", "--")
 
 
-def load_tokenizer(path: str | os.PathLike, padding_side: str = "left"):
-    """The model's tokenizer with a pad token (left padding for batched generation)."""
-    from transformers import AutoTokenizer
+def is_vision_language(path: str | os.PathLike) -> bool:
+    """Whether the model at ``path`` is a vision-language model, from its config alone: its type is
+    in transformers' image-text-to-text mapping and it has a vision tower (Gemma 3's text-only
+    checkpoints share the mapping but have no ``vision_config``)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    config = AutoConfig.from_pretrained(path)
+    return (config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+            and getattr(config, "vision_config", None) is not None)
+
+
+def tokenizer_of(processing):
+    """The tokenizer of a processing class: a processor's ``tokenizer``, or the tokenizer itself."""
+    return getattr(processing, "tokenizer", processing)
+
+
+def load_processing(path: str | os.PathLike, padding_side: str = "left", vision: bool | None = None):
+    """The model's processing class: its ``AutoProcessor`` for a vision-language model, else its
+    tokenizer; a pad token is set (the EOS token when the model has none) and the padding side
+    (left for batched generation, right for training and scoring)."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    vision = is_vision_language(path) if vision is None else vision
+    processing = AutoProcessor.from_pretrained(path) if vision else AutoTokenizer.from_pretrained(path)
+    tokenizer = tokenizer_of(processing)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = padding_side
-    return tokenizer
+    return processing
 
 
-def load_causal_lm(path: str | os.PathLike, adapter: str | os.PathLike | None = None, dtype: str = "auto",
-                   device: str | None = None):
-    """A causal LM in eval mode; with ``adapter``, the PEFT LoRA adapter applied over it."""
+def load_tokenizer(path: str | os.PathLike, padding_side: str = "left"):
+    """The model's tokenizer (a VLM's is its processor's) with a pad token and the padding side."""
+    return tokenizer_of(load_processing(path, padding_side))
+
+
+@dataclass
+class Loaded:
+    """A model as :func:`load_model` returns it: the model, its processing class, and its kind."""
+
+    model: object
+    processing: object
+    vision: bool
+
+    @property
+    def tokenizer(self):
+        return tokenizer_of(self.processing)
+
+
+def model_class(vision: bool):
+    """The Auto class a model of this kind loads with."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText if vision else AutoModelForCausalLM
+
+
+def load_model(path: str | os.PathLike, adapter: str | os.PathLike | None = None, dtype: str = "auto",
+               device: str | None = None, padding_side: str = "left") -> Loaded:
+    """The model at ``path`` in eval mode with its processing class; with ``adapter``, the PEFT LoRA
+    adapter applied over it. A vision-language model loads with ``AutoModelForImageTextToText``
+    and ``AutoProcessor``, any other with ``AutoModelForCausalLM`` and its tokenizer."""
     import torch
-    from transformers import AutoModelForCausalLM
 
+    vision = is_vision_language(path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype if dtype != "auto" else "auto")
+    model = model_class(vision).from_pretrained(path, dtype=dtype)
     if adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter)
-    return model.to(device).eval()
+    processing = load_processing(path, padding_side, vision=vision)
+    return Loaded(model.to(device).eval(), processing, vision)
 
 
 def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, outdir: str | os.PathLike) -> Path:
-    """Write base + LoRA adapter merged into one model directory (for servers without LoRA support)."""
+    """Write base + LoRA adapter merged into one model directory (for servers without LoRA support),
+    with the base's tokenizer or processor."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload()
-    save_model(model, load_tokenizer(base), outdir)
+    vision = is_vision_language(base)
+    model = PeftModel.from_pretrained(model_class(vision).from_pretrained(base), adapter).merge_and_unload()
+    save_model(model, load_processing(base, vision=vision), outdir)
     return Path(outdir)
 
 

@@ -47,3 +47,98 @@ def prompt_text(prompt: str | list[dict]) -> str:
 def record_images(record: dict) -> list[str]:
     """The record's images (normalised references), [] when it has none."""
     return list(record.get("images") or [])
+
+
+# --- images in prompts ------------------------------------------------------------------------
+
+IMAGE_PLACEHOLDER = "<image>"  # an image's place in prompt text (LLaVA, RLAIF-V, LLaMA-Factory)
+IMAGE_PART_TYPES = ("image", "image_url")  # content parts that stand for an image
+
+
+def image_placeholders(prompt: str | list[dict]) -> int:
+    """How many images the prompt places itself: ``<image>`` in its text and image content parts."""
+    count = 0
+    for message in prompt_messages(prompt):
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if part.get("type") in IMAGE_PART_TYPES:
+                    count += 1
+                elif part.get("type") == "text":
+                    count += str(part.get("text") or "").count(IMAGE_PLACEHOLDER)
+        elif content is not None:
+            count += str(content).count(IMAGE_PLACEHOLDER)
+    return count
+
+
+def _parts(text: str) -> list[dict]:
+    """Text split at its ``<image>`` placeholders into image and text parts (empty text dropped)."""
+    parts: list[dict] = []
+    for k, piece in enumerate(text.split(IMAGE_PLACEHOLDER)):
+        if k:
+            parts.append({"type": "image"})
+        if piece.strip("\n"):
+            parts.append({"type": "text", "text": piece.strip("\n") if k else piece.rstrip("\n")})
+    return parts
+
+
+def with_image_parts(messages: list[dict], n_images: int) -> list[dict]:
+    """Chat messages with their images as content parts, the form multimodal chat templates,
+    processors and OpenAI servers read; unchanged when there are no images.
+
+    Every content becomes a list of parts: ``<image>`` in text becomes an ``{"type": "image"}``
+    part where it stands, image parts stay (as ``{"type": "image"}``). A prompt that places none
+    of its images gets them all before the text of its first user turn (LLaVA's
+    ``"<image>\\n{question}"``, TRL's ``prepare_multimodal_messages``). Raises ``ValueError`` when the
+    prompt places some images but not as many as it has (validation quarantines such records).
+    """
+    if n_images == 0:
+        return messages
+    placed = image_placeholders(messages)
+    if placed not in (0, n_images):
+        raise ValueError(f"the prompt has {placed} image placeholder(s) for {n_images} image(s)")
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if part.get("type") in IMAGE_PART_TYPES:
+                    parts.append({"type": "image"})
+                elif part.get("type") == "text":
+                    parts.extend(_parts(str(part.get("text") or "")))
+        else:
+            parts = _parts("" if content is None else str(content))
+        out.append({**message, "content": parts})
+    if placed == 0:
+        first_user = next((m for m in out if m["role"] == "user"), out[0])
+        first_user["content"] = [{"type": "image"} for _ in range(n_images)] + first_user["content"]
+    return out
+
+
+def load_image(reference: str):
+    """An image reference (a file path, or a ``data:`` URI) opened as an RGB ``PIL.Image``."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    if reference.startswith("data:"):
+        source = io.BytesIO(base64.b64decode(reference.split(",", 1)[1]))
+    else:
+        source = reference
+    with Image.open(source) as image:
+        return image.convert("RGB")
+
+
+def image_data_url(reference: str) -> str:
+    """An image reference as a base64 ``data:`` URL (what OpenAI-compatible servers accept; vLLM
+    reads local files only when started with ``--allowed-local-media-path``)."""
+    import base64
+    import mimetypes
+
+    if reference.startswith("data:"):
+        return reference
+    mime = mimetypes.guess_type(reference)[0] or "image/png"
+    with open(reference, "rb") as handle:
+        return f"data:{mime};base64,{base64.b64encode(handle.read()).decode('ascii')}"

@@ -1,0 +1,42 @@
+"""The tiny VLM and the one model loader: built from configs, loaded by kind, generates from images."""
+
+from juicebox.models import is_vision_language, load_model, tokenizer_of
+from juicebox.records import load_image, with_image_parts
+
+
+def test_tiny_vlm_loads_as_vision_language_and_sees_the_image(tiny_vlm, shape_images):
+    import torch
+
+    assert is_vision_language(tiny_vlm)
+    loaded = load_model(tiny_vlm)
+    assert loaded.vision and type(loaded.model).__name__ == "LlavaForConditionalGeneration"
+    assert tokenizer_of(loaded.processing) is loaded.tokenizer
+    messages = with_image_parts([{"role": "user", "content": "What colour is the shape?"}], 1)
+    text = loaded.processing.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<|im_start|>user\n<image>\nWhat colour is the shape?<|im_end|>")
+    logits = []
+    for name in ("red_circle", "blue_square"):
+        enc = loaded.processing(text=[text], images=[load_image(shape_images[name])], return_tensors="pt")
+        with torch.inference_mode():
+            logits.append(loaded.model(**enc).logits[0, -1])
+        out = loaded.model.generate(**enc, max_new_tokens=3, do_sample=False)
+        assert out.shape[1] == enc["input_ids"].shape[1] + 3 or loaded.tokenizer.eos_token_id in out[0].tolist()
+    assert not torch.allclose(logits[0], logits[1]), "the next-token logits do not depend on the image"
+
+
+def test_text_model_is_not_vision_language(tmp_path):
+    from juicebox.models import TinySpec, build_tiny_model
+
+    build_tiny_model(tmp_path / "m", ["1 + 1 = 2"] * 20, seed=0, spec=TinySpec(vocab_size=280, num_hidden_layers=1))
+    assert not is_vision_language(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert not loaded.vision and loaded.tokenizer is loaded.processing
+
+
+def test_image_parts_placement():
+    assert with_image_parts([{"role": "user", "content": "Q"}], 0) == [{"role": "user", "content": "Q"}]
+    assert with_image_parts([{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}], 1) == [
+        {"role": "system", "content": [{"type": "text", "text": "S"}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q"}]}]
+    assert with_image_parts([{"role": "user", "content": "A <image> B"}], 1)[0]["content"] == [
+        {"type": "text", "text": "A "}, {"type": "image"}, {"type": "text", "text": " B"}]
