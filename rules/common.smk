@@ -58,7 +58,7 @@ DEMO = CONFIG["demo_data"]["outdir"]
 
 wildcard_constraints:
     exp="|".join(EXPERIMENTS),
-    variant="base|sft|dpo",
+    variant="(base|sft|dpo)(_blank)?",
     shard=r"\d+-of-\d+",
     bench=r"[A-Za-z0-9_.-]+",
 
@@ -96,14 +96,14 @@ def data_outputs():
 
 # --- model half ---------------------------------------------------------------------------
 
-TINY_MODEL = "resources/models/tiny-qwen2"
+TINY_MODELS = {"tiny": "resources/models/tiny-qwen2", "tiny_vlm": "resources/models/tiny-llava"}
 
 
 def base_model(wildcards):
-    """Directory of the experiment's base model: the embedded tiny one, a local dir, or a download."""
+    """Directory of the experiment's base model: an embedded tiny one, a local dir, or a download."""
     name = experiment(wildcards)["model"]
-    if name == "tiny":
-        return TINY_MODEL
+    if name in TINY_MODELS:
+        return TINY_MODELS[name]
     if Path(name).exists() or not is_hub_id(name):
         return name
     return f"resources/models/{model_slug(name)}"
@@ -117,19 +117,20 @@ def policy_model(wildcards):
 
 
 def variants(exp):
-    """Model variants evaluated for an experiment."""
-    return (
-        ["base", "sft", "dpo"]
-        if EXPERIMENTS[exp]["sft"]["enabled"]
-        else ["base", "dpo"]
-    )
+    """Model variants evaluated for an experiment; with eval.blank_images, each also with every
+    image replaced by a blank one (``<variant>_blank``)."""
+    models = ["base", "sft", "dpo"] if EXPERIMENTS[exp]["sft"]["enabled"] else ["base", "dpo"]
+    if EXPERIMENTS[exp]["eval"]["blank_images"]:
+        models += [f"{variant}_blank" for variant in models]
+    return models
 
 
 def variant_inputs(wildcards):
-    """Model directory (and adapter) of one variant."""
-    if wildcards.variant == "base":
+    """Model directory (and adapter) of one variant (the blank-image ablation uses its variant's)."""
+    variant = wildcards.variant.removesuffix("_blank")
+    if variant == "base":
         return {"model": base_model(wildcards)}
-    if wildcards.variant == "sft":
+    if variant == "sft":
         if not experiment(wildcards)["sft"]["enabled"]:
             raise ValueError(
                 f"experiment {wildcards.exp!r} has sft.enabled: false; it has no sft variant"

@@ -2,7 +2,7 @@ rule build_tiny_model:
     input:
         corpus=lambda w: CONFIG["model_build"]["corpus"],
     output:
-        model=directory(TINY_MODEL),
+        model=directory(TINY_MODELS["tiny"]),
         summary="resources/models/tiny-qwen2.json",
     log:
         "results/logs/build_tiny_model.log",
@@ -16,6 +16,31 @@ rule build_tiny_model:
         runtime=10,
     params:
         spec=CONFIG["model_build"]["spec"],
+        vision=None,
+        seed=CONFIG["seed"],
+    script:
+        "../scripts/build_tiny_model.py"
+
+
+rule build_tiny_vlm:
+    input:
+        corpus=lambda w: CONFIG["model_build"]["vlm_corpus"],
+    output:
+        model=directory(TINY_MODELS["tiny_vlm"]),
+        summary="resources/models/tiny-llava.json",
+    log:
+        "results/logs/build_tiny_vlm.log",
+    benchmark:
+        "results/benchmarks/build_tiny_vlm.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        spec=CONFIG["model_build"]["spec"],
+        vision=CONFIG["model_build"]["vision"],
         seed=CONFIG["seed"],
     script:
         "../scripts/build_tiny_model.py"

@@ -1,11 +1,19 @@
-"""Rule build_tiny_model: the embedded default model, a seeded tiny Qwen2 and its tokenizer."""
+"""Rules build_tiny_model and build_tiny_vlm: the embedded default models, seeded, no download.
+
+``build_tiny_model``: a tiny Qwen2 and its tokenizer. ``build_tiny_vlm`` (params.vision set): a tiny
+LLaVA-architecture VLM (CLIP tower + projector + the same kind of Qwen2) and its processor.
+"""
 
 from juicebox.io import setup_logging, write_json
-from juicebox.models import TinySpec, build_tiny_model, corpus_texts
+from juicebox.models import TinySpec, TinyVisionSpec, build_tiny_model, build_tiny_vlm, corpus_texts
 
 log = setup_logging(snakemake.log[0])
 texts = corpus_texts(snakemake.input.corpus)
 log.info("training the tokenizer on %d texts from %s", len(texts), ", ".join(snakemake.input.corpus))
-summary = build_tiny_model(snakemake.output.model, texts, snakemake.params.seed, TinySpec(**snakemake.params.spec))
+spec, vision = TinySpec(**snakemake.params.spec), snakemake.params.vision
+if vision is None:
+    summary = build_tiny_model(snakemake.output.model, texts, snakemake.params.seed, spec)
+else:
+    summary = build_tiny_vlm(snakemake.output.model, texts, snakemake.params.seed, spec, TinyVisionSpec(**vision))
 write_json(snakemake.output.summary, summary)
-log.info("built %s: %d parameters", snakemake.output.model, summary["parameters"])
+log.info("built %s (%s): %d parameters", snakemake.output.model, summary["architecture"], summary["parameters"])

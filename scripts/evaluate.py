@@ -1,25 +1,34 @@
-"""Rule evaluate: one model variant on one benchmark; per-item predictions and metrics."""
+"""Rule evaluate: one model variant on one benchmark; per-item predictions and metrics.
+
+A variant named ``<variant>_blank`` is the blank-image ablation: the same model and prompts with
+every image replaced by a white image of the same size, so the difference from ``<variant>``
+shows what the model takes from the images.
+"""
 
 from juicebox.benchmarks import load_benchmark
 from juicebox.engines import Prompt, Sampling, make_engine
 from juicebox.io import setup_logging, write_json, write_jsonl
-from juicebox.records import prompt_messages
+from juicebox.records import blank_image, prompt_messages
 
 log = setup_logging(snakemake.log[0])
 settings = snakemake.params.settings
+variant = snakemake.wildcards.variant
+blank = variant.endswith("_blank")
 bench = load_benchmark(snakemake.wildcards.bench, snakemake.params.bench)
 items = bench.load()
 sampling = Sampling.from_config(settings["sampling"], seed=snakemake.params.seed)
 adapter = snakemake.input.get("adapter")
-log.info("%s / %s: %d items, model %s, adapter %s", snakemake.wildcards.bench, snakemake.wildcards.variant,
-         len(items), snakemake.input.model, adapter)
+log.info("%s / %s: %d items (%d with images%s), model %s, adapter %s", snakemake.wildcards.bench, variant,
+         len(items), sum(bool(item["images"]) for item in items), ", shown blank" if blank else "",
+         snakemake.input.model, adapter)
 
 predictions: dict[str, list[str]] = {}
 engine = make_engine(settings["engine"], snakemake.input.model, adapter, sampling, threads=snakemake.threads,
                      log_dir=snakemake.params.server_logs, where=f"eval.engine ({snakemake.wildcards.exp})")
 try:
     engine.run([Prompt(item["id"], prompt_messages(item["prompt"], settings["system_prompt"]),
-                       item["meta"].get("images", [])) for item in items],
+                       [blank_image(image) for image in item["images"]] if blank else item["images"])
+                for item in items],
                lambda prompt, samples: predictions.__setitem__(prompt.id, [s["text"] for s in samples]))
     provenance = engine.provenance()
 finally:
@@ -27,6 +36,7 @@ finally:
 
 rows, metrics = bench.score(items, predictions, seed=snakemake.params.seed)
 write_jsonl(snakemake.output.predictions, rows)
-write_json(snakemake.output.metrics, {**metrics, "variant": snakemake.wildcards.variant, "model": snakemake.input.model,
-                                      "adapter": adapter, "engine": provenance, "sampling": sampling.to_dict()})
+write_json(snakemake.output.metrics, {**metrics, "variant": variant, "model": snakemake.input.model,
+                                      "adapter": adapter, "blank_images": blank, "engine": provenance,
+                                      "sampling": sampling.to_dict()})
 log.info("%s", metrics["metrics"])

@@ -2,7 +2,8 @@
 
 The engines sent every prompt through the chat template (as a user turn after the optional
 system prompt), so the pairs are conversational with exactly those messages: DPO then trains on
-the text the policy was sampled from.
+the text the policy was sampled from. When pairs have images, the prompts are in content parts
+(TRL's vision format) and the LLaMA-Factory file's image paths are relative to the pairs folder.
 """
 
 from pathlib import Path

@@ -1,6 +1,10 @@
 """Training entry point: `train.py sft ...` (warm start, TRL SFTTrainer) or `train.py dpo ...`
 (LoRA DPO, TRL DPOTrainer + PEFT; writes a standard PEFT adapter).
 
+A vision-language model (told from its config) trains on the records' images through TRL's
+processor path; its summary also counts the rows `max_length` made it shorten (`truncated`) or
+leave out (`skipped`).
+
 A command-line program rather than a Snakemake script so that `accelerate launch` can run it on
 several GPUs unchanged; the sft and train_dpo rules call it.
 """

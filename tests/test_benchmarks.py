@@ -13,6 +13,7 @@ import pytest
 
 from juicebox.benchmarks import BENCHMARKS, BenchmarkError, extract_choice, load_benchmark, rescore
 from juicebox.io import write_json, write_jsonl
+from conftest import shape_image
 from juicebox.scoring import (CAPTION_METRICS, bootstrap_ci, bootstrap_ci_fn, gold_answer_math, math_correct,
                               pass_at_k)
 
@@ -239,7 +240,7 @@ CAPTION_PREDICTIONS = {
 def scored_captions(tmp_path_factory):
     root = tmp_path_factory.mktemp("captions")
     (root / "images").mkdir()
-    (root / "images" / "a.png").write_bytes(b"not checked for pixels")
+    shape_image(root / "images" / "a.png")
     records = [
         {"id": "same", "image": "images/a.png", "prompt": "Describe.",
          "references": ["A red circle to the left of a blue square.", "A circle and a square."]},
@@ -257,8 +258,8 @@ def scored_captions(tmp_path_factory):
 
 def test_caption_items_read_aliases_and_images(scored_captions):
     items, _, _ = scored_captions
-    assert items[0]["meta"]["images"][0].endswith("images/a.png")
-    assert items[1]["prompt"] == "Describe." and items[1]["meta"]["images"] == []
+    assert items[0]["images"][0].endswith("images/a.png")
+    assert items[1]["prompt"] == "Describe." and items[1]["images"] == []
     assert items[2]["gold"] == ["A blue square.", "A square."]
 
 

@@ -1,8 +1,11 @@
 """Pairing strategies and shared post-processing against hand-computed pairs, reasons and counts."""
 
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import shape_image
 from juicebox.io import read_json, read_jsonl, write_json
 from juicebox.ledger import check
 from juicebox.pairs import (STRATEGIES, LLAMAFACTORY_FILE, Scored, build_pairs, check_rows, dataset_info,
@@ -264,14 +267,42 @@ CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": 
 
 
 def test_chat_prompts_make_conversational_rows_for_the_whole_set():
-    records = [rec("c1", [1.0, 0.0], prompt=CHAT, images=["img/a.png"]), rec("s1", [0.0, 1.0])]
+    records = [rec("c1", [1.0, 0.0], prompt=CHAT), rec("s1", [0.0, 1.0])]
     result = build_pairs(records, {"type": "best_vs_worst"}, 0)
     c1, s1 = result.rows
     assert result.conversational
     assert c1["prompt"] == CHAT and c1["chosen"] == [{"role": "assistant", "content": words(3, "c1s0w")}]
-    assert c1["images"] == ["img/a.png"] and s1["images"] == []
+    assert c1["images"] == [] and s1["images"] == []
     assert s1["prompt"] == [{"role": "user", "content": "question s1"}]
     assert s1["rejected"] == [{"role": "assistant", "content": words(3, "s1s0w")}]
+
+
+def test_a_pair_with_images_puts_every_prompt_in_content_parts():
+    placed = [{"role": "user", "content": "Look: <image>\nWhat colour?"}]
+    records = [rec("c1", [1.0, 0.0], prompt=CHAT, images=["img/a.png"]), rec("s1", [0.0, 1.0]),
+               rec("p1", [1.0, 0.0], prompt=placed, images=["img/b.png"])]
+    result = build_pairs(records, {"type": "best_vs_worst"}, 0)
+    c1, s1, p1 = result.rows
+    assert result.conversational
+    # TRL's vision format: images as parts (before the first user turn's text unless the prompt places them)
+    assert c1["prompt"] == [{"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+                            {"role": "user", "content": [{"type": "image"},
+                                                         {"type": "text", "text": "What is 2 plus 3?"}]}]
+    assert p1["prompt"] == [{"role": "user", "content": [{"type": "text", "text": "Look: "}, {"type": "image"},
+                                                         {"type": "text", "text": "What colour?"}]}]
+    assert s1["prompt"] == [{"role": "user", "content": [{"type": "text", "text": "question s1"}]}]
+    assert c1["chosen"] == [{"role": "assistant", "content": words(3, "c1s0w")}]
+    assert c1["images"] == ["img/a.png"] and s1["images"] == []
+    # pairs only from image-less prompts keep plain chat turns, whatever the prompts without pairs hold
+    unpaired = build_pairs([rec("c1", [0.5, 0.5], images=["img/a.png"]), rec("s1", [0.0, 1.0])],
+                           {"type": "best_vs_worst"}, 0)
+    assert unpaired.rows[0]["prompt"] == "question s1"
+
+
+def test_a_prompt_placing_too_few_images_names_the_prompt():
+    record = rec("p1", [1.0, 0.0], prompt="<image> A", images=["a.png", "b.png"])
+    with pytest.raises(ValueError, match=r"prompt 'p1': the prompt has 1 image placeholder\(s\) for 2 image\(s\)"):
+        build_pairs([record], {"type": "best_vs_worst"}, 0)
 
 
 def test_written_files_round_trip(tmp_path):
@@ -286,6 +317,22 @@ def test_written_files_round_trip(tmp_path):
         assert str(table.schema.field("chosen").type) == (
             "list<element: struct<role: string, content: string>>" if name == "chat" else "string")
     assert sorted(p.name for p in (tmp_path / "chat").iterdir()) == ["pairs.jsonl", "pairs.parquet"]  # no temp left
+
+
+def test_pairs_with_images_round_trip_in_the_parts_schema(tmp_path):
+    records = [rec("c1", [1.0, 0.0], prompt=CHAT, images=["a.png"]), rec("s1", [0.0, 1.0])]
+    result = build_pairs(records, {"type": "best_vs_worst"}, 0)
+    write_pairs(result.rows, tmp_path / "p.parquet", tmp_path / "p.jsonl", result.conversational)
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert str(table.schema.field("prompt").type) == (
+        "list<element: struct<role: string, content: list<element: struct<type: string, text: string>>>>")
+    assert str(table.schema.field("chosen").type) == "list<element: struct<role: string, content: string>>"
+    back = table.to_pylist()
+    for row in result.rows:  # parquet gives an image part a null text
+        for turn in row["prompt"]:
+            turn["content"] = [{"text": None, **part} for part in turn["content"]]
+    assert back == result.rows
+    assert back[0]["images"] == ["a.png"] and back[1]["images"] == []
 
 
 def test_empty_set_keeps_its_schema(tmp_path):
@@ -318,26 +365,36 @@ def test_dataset_info_shapes():
                              "assistant_tag": "gpt", "system_tag": "system"}
 
 
-def test_llamafactory_file_uses_sharegpt_turns_and_image_placeholders(tmp_path):
-    records = [rec("c1", [1.0, 0.0], prompt=CHAT, images=["a.png", "b.png"]), rec("s1", [0.0, 1.0])]
+def test_llamafactory_file_uses_sharegpt_turns_and_image_placeholders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # image paths are relative to the working directory, as in the workflow
+    images = [str(shape_image(Path("pool/images") / name)) for name in ("a.png", "b.png", "c.png")]
+    placed = [{"role": "user", "content": "Left <image> right <image>?"}]
+    records = [rec("c1", [1.0, 0.0], prompt=CHAT, images=images[:2]), rec("s1", [0.0, 1.0]),
+               rec("p1", [1.0, 0.0], prompt=placed, images=images[1:])]
     result = build_pairs(records, {"type": "best_vs_worst"}, 0)
     assert needs_sharegpt(result.rows, result.conversational)
-    assert write_llamafactory(result.rows, tmp_path / LLAMAFACTORY_FILE) == 2
-    c1, s1 = read_jsonl(tmp_path / LLAMAFACTORY_FILE)
+    export = Path("results/exp/pairs")
+    assert write_llamafactory(result.rows, export / LLAMAFACTORY_FILE) == 3
+    c1, s1, p1 = read_jsonl(export / LLAMAFACTORY_FILE)
     assert c1["conversations"] == [{"from": "system", "value": "Be brief."},
                                    {"from": "human", "value": "<image><image>What is 2 plus 3?"}]
+    assert p1["conversations"] == [{"from": "human", "value": "Left <image> right <image>?"}]  # one per image
     assert c1["chosen"] == {"from": "gpt", "value": words(3, "c1s0w")}
     assert c1["rejected"] == {"from": "gpt", "value": words(3, "c1s1w")}
-    assert c1["images"] == ["a.png", "b.png"] and "images" not in s1
+    assert "images" not in s1
     assert s1["conversations"] == [{"from": "human", "value": "question s1"}]
-    write_json(tmp_path / "dataset_info.json", dataset_info("d", LLAMAFACTORY_FILE, True, images=True))
-    assert read_json(tmp_path / "dataset_info.json")["d"]["file_name"] == LLAMAFACTORY_FILE
+    # LLaMA-Factory joins a relative media path to media_dir, by default the dataset folder (the export's)
+    assert c1["images"] == ["../../../pool/images/a.png", "../../../pool/images/b.png"]
+    for row in (c1, p1):
+        assert all((export / image).is_file() for image in row["images"])
+    write_json(export / "dataset_info.json", dataset_info("d", LLAMAFACTORY_FILE, True, images=True))
+    assert read_json(export / "dataset_info.json")["d"]["file_name"] == LLAMAFACTORY_FILE
 
 
-def test_llamafactory_refuses_a_prompt_that_ends_with_the_assistant():
+def test_llamafactory_refuses_a_prompt_that_ends_with_the_assistant(tmp_path):
     ends_badly = CHAT + [{"role": "assistant", "content": "5"}]
     rows = build_pairs([rec("c1", [1.0, 0.0], prompt=ends_badly)], {"type": "best_vs_worst"}, 0).rows
     with pytest.raises(ValueError, match="pair c1:0-1: LLaMA-Factory ranking data needs turns alternating"):
-        llamafactory_rows(rows)
+        llamafactory_rows(rows, tmp_path)
     plain = build_pairs([rec("m1", [1.0, 0.0])], {"type": "best_vs_worst"}, 0)
     assert not needs_sharegpt(plain.rows, plain.conversational)

@@ -200,8 +200,7 @@ def test_dpo_killed_after_a_checkpoint_resumes_byte_identical_through_snakemake(
     assert f"train_loss {train_loss!r} over {steps} step(s); the Trainer reports {train_loss!r}" in reference_log
 
 
-def test_adapter_config_lists_are_sorted(reference):
+def test_adapter_config_keys_are_sorted(reference):
+    # (The lists PEFT makes from sets, all-linear's target_modules, are sorted too: tests/test_train.py.)
     config = json.loads((reference / TRAIN / "adapter/adapter_config.json").read_text())
-    assert isinstance(config["target_modules"], list) and len(config["target_modules"]) > 1
-    assert config["target_modules"] == sorted(config["target_modules"])
     assert list(config) == sorted(config)

@@ -100,3 +100,7 @@ def test_killed_dpo_resumes_from_its_checkpoint_and_writes_a_peft_adapter(model_
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), out)
     assert model.peft_config["default"].r == 4
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    # all-linear resolves to a set, written as a sorted list so that every run writes the same bytes
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert len(config["target_modules"]) == 7 and config["target_modules"] == sorted(config["target_modules"])
+    assert list(config) == sorted(config)

@@ -116,6 +116,18 @@ def with_image_parts(messages: list[dict], n_images: int) -> list[dict]:
     return out
 
 
+def vision_chat(prompt: str | list[dict], n_images: int) -> list[dict]:
+    """The prompt as chat turns whose every content is a list of parts: TRL's vision format, and
+    one struct type for a parquet column whether or not a row has images.
+
+    Images become ``{"type": "image"}`` parts where the prompt places them (``<image>`` in its
+    text), else before the text of the first user turn (:func:`with_image_parts`).
+    """
+    turns = with_image_parts(chat_turns(prompt), n_images)
+    return [{**turn, "content": turn["content"] if isinstance(turn["content"], list)
+             else [{"type": "text", "text": turn["content"]}]} for turn in turns]
+
+
 def load_image(reference: str):
     """An image reference (a file path, or a ``data:`` URI) opened as an RGB ``PIL.Image``."""
     import base64
@@ -142,3 +154,16 @@ def image_data_url(reference: str) -> str:
     mime = mimetypes.guess_type(reference)[0] or "image/png"
     with open(reference, "rb") as handle:
         return f"data:{mime};base64,{base64.b64encode(handle.read()).decode('ascii')}"
+
+
+def blank_image(reference: str) -> str:
+    """A white image of the same size as ``reference``, as a PNG ``data:`` URI (the blank-image
+    ablation of the evaluation)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", load_image(reference).size, "white").save(buffer, format="PNG")
+    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"

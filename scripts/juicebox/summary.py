@@ -1,6 +1,7 @@
 """``results/eval.json``: every experiment's benchmark results side by side, deltas, ranking, provenance.
 
-Deltas between variants (``dpo_vs_base``, ``dpo_vs_sft``; intervals in ``deltas_ci95``) and
+Deltas between variants (``dpo_vs_base``, ``dpo_vs_sft``, and with the blank-image ablation
+``base_vs_base_blank`` etc.: what each model takes from the images; intervals in ``deltas_ci95``) and
 between experiments (``comparisons``: a − b for every pair, benchmark, metric and variant) are
 differences of the reported metrics; their 95 % intervals come from a paired bootstrap over
 the benchmark's items (the same items are resampled for both sides), using each item's own
@@ -77,15 +78,13 @@ def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict,
             entry["deltas"][bench], entry["deltas_ci95"][bench] = {}, {}
             for metric in metrics["dpo"]["metrics"]:
                 items = {v: per_item(root / exp / "eval" / bench / f"{v}.jsonl", metric) for v in variants}
-                for other in ("base", "sft"):
-                    if other not in metrics:
-                        continue
-                    key = f"dpo_vs_{other}"
-                    delta = metrics["dpo"]["metrics"][metric] - metrics[other]["metrics"][metric]
+                for a, b in delta_pairs(variants):
+                    key = f"{a}_vs_{b}"
+                    delta = metrics[a]["metrics"][metric] - metrics[b]["metrics"][metric]
                     entry["deltas"][bench].setdefault(metric, {})[key] = delta
-                    if items["dpo"]:
+                    if items[a]:
                         entry["deltas_ci95"][bench].setdefault(metric, {})[key] = paired_delta_ci(
-                            items["dpo"], items[other], seed)
+                            items[a], items[b], seed)
         out["experiments"][exp] = entry
     out["ranking"] = rank(out["experiments"], ranking)
     out["comparisons"] = compare(results, seed, root)
@@ -93,13 +92,22 @@ def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict,
     return out
 
 
+def delta_pairs(variants: list[str]) -> list[tuple[str, str]]:
+    """The (a, b) variant pairs whose difference a − b is reported: dpo against base and sft, and
+    each model against its blank-image ablation."""
+    pairs = [("dpo", other) for other in ("base", "sft") if other in variants]
+    return pairs + [(v, f"{v}_blank") for v in variants if f"{v}_blank" in variants]
+
+
 def rank(experiments: dict, ranking: dict) -> list[dict]:
-    """Experiment × variant ordered by the primary metric, best first (ties by name)."""
+    """Experiment × variant ordered by the primary metric, best first (ties by name); the blank-image
+    ablations are not models and are not ranked."""
     bench, metric = ranking["benchmark"], ranking["metric"]
     rows = [{"experiment": exp, "variant": variant, "benchmark": bench, "metric": metric,
              "value": result["metrics"][metric]}
             for exp, entry in experiments.items() if bench in entry["benchmarks"]
-            for variant, result in entry["benchmarks"][bench].items() if metric in result["metrics"]]
+            for variant, result in entry["benchmarks"][bench].items()
+            if metric in result["metrics"] and not variant.endswith("_blank")]
     return sorted(rows, key=lambda r: (-r["value"], r["experiment"], r["variant"]))
 
 

@@ -14,6 +14,15 @@ uninterrupted run writes; the Trainer's own ``training_loss`` covers only the st
 ``train()`` call. The Trainer prints each log line to the job's log while it runs. The entry
 point (``scripts/train.py sft|dpo``) is a plain command-line program, so ``accelerate launch``
 can run it on several GPUs unchanged.
+
+A vision-language model trains through TRL's processor path: the processing class is its
+processor, the rows are chat messages whose contents are parts with ``{"type": "image"}`` where
+the images go (:func:`records.vision_chat`), and an ``images`` column of PIL images
+(``datasets.Sequence(Image())`` over the image paths) feeds TRL's vision collators. TRL cuts a
+sequence at ``max_length`` wherever it falls, also through image tokens (which then no longer
+match the images), so for vision rows TRL's ``max_length`` is off and :func:`fit_vision_rows`
+enforces it before training by shortening the answers; the summary counts the rows it
+``truncated`` and ``skipped``. Text models train as before, TRL truncating at ``max_length``.
 """
 
 from __future__ import annotations
@@ -123,11 +132,14 @@ def common_args(settings: dict, output_dir: Path, seed: int) -> dict:
     )
 
 
-def sft_dataset(records: list[dict], tasks: list[str] | None):
-    """Prompt-completion chat rows from processed records: math → answer, caption → first reference."""
-    from datasets import Dataset
+def sft_rows(records: list[dict], tasks: list[str] | None, vision: bool = False) -> list[dict]:
+    """Prompt-completion chat rows from processed records: math → answer, caption → first reference.
 
-    from .records import prompt_messages
+    ``vision``: rows for a vision-language model, the prompt in content parts with the record's
+    images (paths) in an ``images`` column.
+    """
+    from .records import vision_chat
+    from .records import prompt_messages, record_images
 
     rows = []
     for record in records:
@@ -136,30 +148,134 @@ def sft_dataset(records: list[dict], tasks: list[str] | None):
         target = record.get("answer") or (record.get("references") or [None])[0]
         if not target:
             continue
-        rows.append({"prompt": prompt_messages(record["prompt"]),
-                     "completion": [{"role": "assistant", "content": str(target)}]})
+        completion = [{"role": "assistant", "content": str(target)}]
+        if vision:
+            images = record_images(record)
+            rows.append({"prompt": vision_chat(record["prompt"], len(images)), "completion": completion,
+                         "images": images})
+        else:
+            rows.append({"prompt": prompt_messages(record["prompt"]), "completion": completion})
     if not rows:
         raise ValueError("no processed record has an answer or a reference to train on")
-    return Dataset.from_list(rows)
+    return rows
+
+
+def train_dataset(rows: list[dict], vision: bool):
+    """The rows as a ``datasets.Dataset``; for a vision-language model the ``images`` paths are cast
+    to ``Sequence(Image())``, so TRL's vision collators get PIL images."""
+    from datasets import Dataset, Image, Sequence
+
+    dataset = Dataset.from_list(rows)
+    return dataset.cast_column("images", Sequence(Image())) if vision else dataset
+
+
+def _rendered_lengths(row: dict, answers: tuple[str, ...], processor, prompt_lengths: dict) -> tuple[int, dict]:
+    """Token counts of a vision row as TRL's vision collators build it: the prompt with each
+    image's tokens (the processor expands them, for Qwen2-VL by image size), and each answer.
+
+    The row is rendered with TRL's own functions, as the collators render it (the image paths
+    stand in for the images: rendering does not read them). A prompt's count is kept in
+    ``prompt_lengths``, so its images are read once (a prompt's pairs share it).
+    """
+    from trl import apply_chat_template, prepare_multimodal_messages
+
+    from .models import tokenizer_of
+    from .records import load_image
+
+    example = {"prompt": prepare_multimodal_messages(row["prompt"], images=row["images"]),
+               **{column: prepare_multimodal_messages(row[column]) for column in answers}}
+    text = apply_chat_template(example, processor)
+    key = (text["prompt"], tuple(row["images"]))
+    if key not in prompt_lengths:
+        images = [load_image(path) for path in row["images"]]
+        encoded = processor(images=[images] if images else None, text=[text["prompt"]], add_special_tokens=False)
+        prompt_lengths[key] = len(encoded["input_ids"][0])
+    tokenizer = tokenizer_of(processor)
+    return prompt_lengths[key], {column: len(tokenizer(text[column], add_special_tokens=False)["input_ids"])
+                                 for column in answers}
+
+
+def fit_vision_rows(rows: list[dict], processor, max_length: int, answers: tuple[str, ...]) -> tuple[list[dict], dict]:
+    """The vision rows fitted to ``max_length`` tokens, and the counts ``{"truncated", "skipped"}``.
+
+    A row longer than ``max_length`` (its prompt with the image tokens, plus an answer) has that
+    answer shortened, token by token from its end, until it fits; the shortened answer still
+    closes its turn as the chat template does. A row whose prompt leaves no room for a single
+    token of an answer is skipped. Image tokens are never cut: TRL would cut through them and
+    the images would then no longer match their tokens. Raises ``ValueError`` when every row is
+    skipped.
+    """
+    from .models import tokenizer_of
+
+    tokenizer = tokenizer_of(processor)
+    prompt_lengths: dict = {}
+    fitted, truncated = [], 0
+    for row in rows:
+        prompt_len, lengths = _rendered_lengths(row, answers, processor, prompt_lengths)
+        if prompt_len + max(lengths.values()) <= max_length:
+            fitted.append(row)
+            continue
+        row = dict(row)
+        for column in answers:
+            ids = tokenizer(row[column][0]["content"], add_special_tokens=False)["input_ids"]
+            keep = len(ids)
+            while prompt_len + lengths[column] > max_length:
+                keep -= prompt_len + lengths[column] - max_length  # always down, so the loop ends
+                if keep <= 0:
+                    break
+                row[column] = [{**row[column][0], "content": tokenizer.decode(ids[:keep])}]
+                prompt_len, lengths = _rendered_lengths(row, answers, processor, prompt_lengths)
+            if prompt_len + lengths[column] > max_length:
+                break
+        else:
+            fitted.append(row)
+            truncated += 1
+    counts = {"truncated": truncated, "skipped": len(rows) - len(fitted)}
+    log.info("max_length %d: %d of %d row(s) had an answer shortened to fit, %d skipped (the prompt with its "
+             "image tokens leaves no room for an answer)", max_length, truncated, len(rows), counts["skipped"])
+    if not fitted:
+        raise ValueError(f"every row's prompt, with its image tokens, leaves no room for an answer within "
+                         f"max_length {max_length}: raise max_length")
+    return fitted, counts
+
+
+def training_rows(rows: list[dict], processing, vision: bool, args: dict,
+                  answers: tuple[str, ...]) -> tuple[list[dict], dict]:
+    """The rows to train on and the counts for the summary: a vision-language model's rows fitted to
+    ``max_length`` by :func:`fit_vision_rows`, with TRL's ``max_length`` in ``args`` turned off (it
+    would cut through image tokens); a text model's rows as they are (TRL truncates them)."""
+    if not vision:
+        return rows, {}
+    fitted, counts = fit_vision_rows(rows, processing, args["max_length"], answers)
+    args["max_length"] = None
+    return fitted, counts
 
 
 def train_sft(data: str, model_path: str, out: str, metrics: str, settings: dict, seed: int) -> dict:
-    """Full fine-tune of ``model_path`` on the processed pool; the model goes to ``out``."""
+    """Full fine-tune of ``model_path`` on the processed pool; the model goes to ``out``.
+
+    The summary: ``examples`` (rows built from the records), for a vision-language model the
+    ``truncated`` and ``skipped`` counts of :func:`fit_vision_rows`, ``steps`` and ``train_loss``.
+    """
     from trl import SFTConfig, SFTTrainer
 
-    from .models import load_tokenizer, save_model
+    from .models import is_vision_language, load_processing, save_model
 
     out_dir = Path(out)
     ckpt_dir = out_dir.with_name(out_dir.name + ".checkpoints")
-    dataset = sft_dataset(read_jsonl(data), settings.get("tasks"))
-    tokenizer = load_tokenizer(model_path, padding_side="right")
-    args = SFTConfig(**common_args(settings, ckpt_dir, seed), completion_only_loss=True)
-    trainer = SFTTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer,
+    vision = is_vision_language(model_path)
+    rows = sft_rows(read_jsonl(data), settings.get("tasks"), vision)
+    processing = load_processing(model_path, padding_side="right", vision=vision)
+    args = common_args(settings, ckpt_dir, seed)
+    trained, fitted = training_rows(rows, processing, vision, args, ("completion",))
+    # TRL loads a vision-language model from its path with the class its config names.
+    trainer = SFTTrainer(model=model_path, args=SFTConfig(**args, completion_only_loss=True),
+                         train_dataset=train_dataset(trained, vision), processing_class=processing,
                          callbacks=[log_at_checkpoints()])
     result = _train(trainer, ckpt_dir, Path(metrics), SFT_COLUMNS)
-    save_model(trainer.model, tokenizer, out_dir)
+    save_model(trainer.model, processing, out_dir)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return {"examples": len(dataset), **result}
+    return {"examples": len(rows), **fitted, **result}
 
 
 def lora_config(settings: dict):
@@ -171,35 +287,60 @@ def lora_config(settings: dict):
                       target_modules=lora["target_modules"], task_type="CAUSAL_LM", bias="none")
 
 
-def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dict, seed: int) -> dict:
-    """LoRA DPO of ``model_path`` on ``pairs`` (TRL format); a standard PEFT adapter goes to ``out``."""
+def dpo_rows(pairs: str, vision: bool) -> list[dict]:
+    """The chat preference rows of ``pairs.parquet``: prompt, chosen, rejected, and for a
+    vision-language model the ``images`` paths.
+
+    A text model does not see images: prompts in content parts (a set with images) become their
+    text (:func:`records.content_text`), with a warning.
+    """
     import pyarrow.parquet as pq
-    from datasets import Dataset
+
+    from .pairs.formats import has_parts
+    from .records import content_text
+
+    columns = ["prompt", "chosen", "rejected"] + (["images"] if vision else [])
+    rows = pq.read_table(pairs, columns=columns).to_pylist()
+    if has_parts(rows) and not vision:
+        log.warning("%s: the pairs have images, which a text model does not see; it trains on their text", pairs)
+        for row in rows:
+            row["prompt"] = [{**turn, "content": content_text(turn["content"])} for turn in row["prompt"]]
+    return rows
+
+
+def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dict, seed: int) -> dict:
+    """LoRA DPO of ``model_path`` on ``pairs`` (TRL format); a standard PEFT adapter goes to ``out``.
+
+    The summary: ``pairs`` (rows of the file), for a vision-language model the ``truncated`` and
+    ``skipped`` counts of :func:`fit_vision_rows`, ``steps`` and ``train_loss``.
+    """
     from trl import DPOConfig, DPOTrainer
 
-    from .models import load_tokenizer
+    from .models import is_vision_language, load_processing
 
-    table = pq.read_table(pairs, columns=["prompt", "chosen", "rejected"])
-    dataset = Dataset.from_list(table.to_pylist())
-    if len(dataset) == 0:
+    vision = is_vision_language(model_path)
+    rows = dpo_rows(pairs, vision)
+    if not rows:
         raise ValueError(f"{pairs}: no pairs to train on; see the pairs stage of the ledger for why")
     out_dir = Path(out)
     ckpt_dir = out_dir.with_name(out_dir.name + ".checkpoints")
-    tokenizer = load_tokenizer(model_path, padding_side="right")
-    args = DPOConfig(**common_args(settings, ckpt_dir, seed), beta=settings["beta"],
-                     loss_type=[settings["loss_type"]])
-    trainer = DPOTrainer(model=model_path, args=args, train_dataset=dataset, processing_class=tokenizer,
+    processing = load_processing(model_path, padding_side="right", vision=vision)
+    args = common_args(settings, ckpt_dir, seed)
+    trained, fitted = training_rows(rows, processing, vision, args, ("chosen", "rejected"))
+    trainer = DPOTrainer(model=model_path, args=DPOConfig(**args, beta=settings["beta"],
+                                                          loss_type=[settings["loss_type"]]),
+                         train_dataset=train_dataset(trained, vision), processing_class=processing,
                          peft_config=lora_config(settings), callbacks=[log_at_checkpoints()])
     result = _train(trainer, ckpt_dir, Path(metrics), DPO_COLUMNS)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.model.save_pretrained(tmp)
     sort_set_fields(tmp / "adapter_config.json", trainer.model.peft_config)
-    tokenizer.save_pretrained(tmp)
+    processing.save_pretrained(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return {"pairs": len(dataset), **result}
+    return {"pairs": len(rows), **fitted, **result}
 
 
 def sort_set_fields(config_path: Path, peft_configs: dict) -> None:

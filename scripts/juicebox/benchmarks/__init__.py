@@ -2,7 +2,10 @@
 
 Each benchmark class reads a public file format into items and scores predictions for them:
 
-* ``load()`` → ``[{"id", "prompt", "gold", "meta"}]``, in file order, the first ``limit`` only.
+* ``load()`` → ``[{"id", "prompt", "gold", "images", "meta"}]``, in file order, the first ``limit``
+  only. Every type reads an item's images (``images`` or ``image``: a path relative to
+  ``image_root``, or a ``data:`` URI), checks that each decodes, and the evaluation shows them to
+  the model with the prompt.
   Files are read with ``sources.read_items`` (JSONL, JSON array, Parquet or CSV, by suffix), so a
   bad line fails naming ``file:line``; an item without an id gets ``<benchmark name>-<line>``.
 * ``score(items, predictions, seed)`` → (per-item rows, metrics). Every metric is reported with a
@@ -29,6 +32,7 @@ log = logging.getLogger("juicebox")
 
 BENCHMARKS = Registry("benchmark")
 register = BENCHMARKS.register
+IMAGE_FIELDS = ("images", "image")
 FILE_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 CI_ALPHA = 0.05
 
@@ -38,11 +42,13 @@ class BenchmarkError(ValueError):
 
 
 class Item(TypedDict):
-    """One benchmark item: ``gold`` is a final answer (str) or a list of reference captions."""
+    """One benchmark item: ``gold`` is a final answer (str) or a list of reference captions;
+    ``images`` the item's images (paths or ``data:`` URIs) shown with the prompt."""
 
     id: str
     prompt: str
     gold: str | list[str]
+    images: list[str]
     meta: dict[str, Any]
 
 
@@ -60,6 +66,8 @@ class BenchmarkOptions(Options):
     fields: dict[str, str | list[str]] = option({}, "Source field names to read instead of the type's defaults, "
                                                 "e.g. {prompt: instruction}.")
     n_resamples: int = option(1000, "Bootstrap resamples of the 95% intervals.", minimum=1)
+    image_root: str | None = option(None, "Folder relative image paths are resolved against "
+                                    "(null: the benchmark file's folder).")
 
 
 class Benchmark:
@@ -73,6 +81,7 @@ class Benchmark:
     # The record task the benchmark measures (the ``task`` of pool records that train for it).
     task: ClassVar[str] = ""
     # canonical field -> source field names tried in order; ``fields`` in the config replaces them.
+    # Every type also reads ``images`` (IMAGE_FIELDS unless its default_fields say otherwise).
     default_fields: ClassVar[dict[str, tuple[str, ...]]] = {"id": ("id",)}
 
     Options = BenchmarkOptions
@@ -80,14 +89,16 @@ class Benchmark:
     def __init__(self, options: BenchmarkOptions, name: str):
         self.options, self.name = options, name
         self.path, self.limit, self.n_resamples = options.path, options.limit, options.n_resamples
+        self.image_root = options.image_root
         self.fields = self._resolve_fields(options.fields)
 
     def _resolve_fields(self, overrides: dict[str, str | list[str]]) -> dict[str, tuple[str, ...]]:
-        unknown = set(overrides) - set(self.default_fields)
+        defaults = {"images": IMAGE_FIELDS, **self.default_fields}
+        unknown = set(overrides) - set(defaults)
         if unknown:
             raise BenchmarkError(f"benchmark {self.name!r}: unknown fields {sorted(unknown)}; "
-                                 f"a {self.type} benchmark knows {sorted(self.default_fields)}")
-        resolved = dict(self.default_fields)
+                                 f"a {self.type} benchmark knows {sorted(defaults)}")
+        resolved = dict(defaults)
         for key, value in overrides.items():
             resolved[key] = (value,) if isinstance(value, str) else tuple(value)
         return resolved
@@ -95,7 +106,7 @@ class Benchmark:
     def describe(self) -> dict[str, Any]:
         """The settings that determine the scores, for the metrics file."""
         return {"name": self.name, "type": self.type, "path": self.path, "limit": self.limit,
-                "fields": {k: list(v) for k, v in self.fields.items()}}
+                "image_root": self.image_root, "fields": {k: list(v) for k, v in self.fields.items()}}
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -113,6 +124,7 @@ class Benchmark:
                 raise BenchmarkError(f"{where}: expected an object, found {type(raw.value).__name__}")
             try:
                 item = self.make_item(raw.value, raw.line)
+                item = {**item, "images": self.images(self.field(raw.value, "images", required=False))}
             except (KeyError, TypeError, ValueError) as err:
                 raise BenchmarkError(f"{where}: {err}") from err
             if item["id"] in seen:
@@ -151,6 +163,32 @@ class Benchmark:
         if required:
             raise ValueError(f"missing field {key!r} (looked for {', '.join(map(repr, self.fields[key]))})")
         return None
+
+    def images(self, images: Any) -> list[str]:
+        """An item's images as paths (resolved against ``image_root``, default the benchmark file's
+        folder) or ``data:`` URIs, each checked to decode as an image."""
+        from ..records import load_image
+
+        if images is None:
+            return []
+        if isinstance(images, str):
+            images = [images]
+        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+            raise ValueError("images must be a path or a list of paths")
+        root = Path(self.image_root) if self.image_root else Path(self.path or ".").parent
+        resolved = []
+        for image in images:
+            if not image.startswith("data:"):
+                path = Path(image) if Path(image).is_absolute() else root / image
+                if not path.is_file():
+                    raise ValueError(f"image not found: {path}")
+                image = str(path)
+            try:
+                load_image(image)
+            except Exception as err:  # PIL raises many types (OSError, SyntaxError, binascii.Error, ...)
+                raise ValueError(f"not an image: {image[:200]} ({type(err).__name__}: {err})") from err
+            resolved.append(image)
+        return resolved
 
     def item_id(self, record: dict, line: int) -> str:
         """The record's id, or ``<name>-<line>`` when it has none."""
@@ -233,7 +271,8 @@ def rescore(rows_path: str, config: dict | None = None, seed: int = 0) -> dict:
         missing = [key for key in ("id", "predictions", "gold") if key not in row]
         if missing:
             raise BenchmarkError(f"{rows_path}: row {lineno} lacks {', '.join(missing)}")
-        items.append({"id": str(row["id"]), "prompt": row.get("prompt", ""), "gold": row["gold"], "meta": {}})
+        items.append({"id": str(row["id"]), "prompt": row.get("prompt", ""), "gold": row["gold"], "images": [],
+                      "meta": {}})
     predictions = {str(row["id"]): row["predictions"] for row in rows}
     return benchmark.score(items, predictions, seed)[1]
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..scoring import CAPTION_METRICS, bleu_bootstrap_ci, caption_scores
-from ..spec import option
-from . import Benchmark, BenchmarkOptions, Item, _text, register
+from . import Benchmark, Item, _text, log, register
 
 
 @register("caption")
@@ -16,8 +13,8 @@ class CaptionBenchmark(Benchmark):
     """Image captioning scored with COCO metrics (BLEU-1..4, METEOR, ROUGE_L, CIDEr).
 
     Reads a JSON array or JSONL of ``{"id", "prompt" (or "question"/"text"), "references" (or
-    COCO-style "captions": strings or {"caption": ...}), "image"/"images"}``. Image paths are
-    resolved against ``image_root`` (default: the benchmark file's folder) and must exist.
+    COCO-style "captions": strings or {"caption": ...}), "image"/"images"}``; the images are shown
+    to the model with the prompt.
     Only the first prediction of each item is scored (captioning is evaluated greedy, one
     caption per image). Metrics are the corpus scores of ``caption_scores``; intervals bootstrap
     the mean of the per-item scores, which for BLEU and METEOR (pooled statistics) is close to,
@@ -27,22 +24,11 @@ class CaptionBenchmark(Benchmark):
     task = "caption"
 
     default_fields = {"id": ("id",), "prompt": ("prompt", "question", "text"),
-                      "references": ("references", "captions"), "images": ("images", "image")}
-
-    @dataclass(frozen=True)
-    class Options(BenchmarkOptions):
-        """caption keys."""
-
-        image_root: str | None = option(None, "Folder relative image paths are resolved against "
-                                        "(null: the benchmark file's folder).")
-
-    def __init__(self, options: Options, name: str):
-        super().__init__(options, name)
-        self.image_root = options.image_root
+                      "references": ("references", "captions")}
 
     def describe(self) -> dict[str, Any]:
-        """Settings, plus where images are resolved from."""
-        return {**super().describe(), "image_root": self.image_root, "scored_prediction": "first"}
+        """Settings, plus which prediction is scored."""
+        return {**super().describe(), "scored_prediction": "first"}
 
     def make_item(self, record: dict, line: int) -> Item:
         """A caption record → item whose gold is the list of reference captions."""
@@ -56,27 +42,7 @@ class CaptionBenchmark(Benchmark):
         if not references or not all(isinstance(r, str) and r.strip() for r in references):
             raise ValueError("references must be a non-empty list of non-empty captions")
         meta = {key: value for key, value in record.items() if key not in self.used_fields()}
-        meta["images"] = self._images(self.field(record, "images", required=False))
         return {"id": self.item_id(record, line), "prompt": prompt, "gold": references, "meta": meta}
-
-    def _images(self, images: Any) -> list[str]:
-        if images is None:
-            return []
-        if isinstance(images, str):
-            images = [images]
-        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
-            raise ValueError("images must be a path or a list of paths")
-        root = Path(self.image_root) if self.image_root else Path(self.path or ".").parent
-        resolved = []
-        for image in images:
-            if image.startswith("data:image"):
-                resolved.append(image)
-                continue
-            path = Path(image) if Path(image).is_absolute() else root / image
-            if not path.is_file():
-                raise ValueError(f"image not found: {path}")
-            resolved.append(str(path))
-        return resolved
 
     def score(self, items: list[Item], predictions: dict[str, list[str]],
               seed: int) -> tuple[list[dict], dict]:

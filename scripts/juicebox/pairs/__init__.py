@@ -44,9 +44,9 @@ from typing import Any
 from ..ledger import stage as ledger_stage
 from ..registry import Registry
 from ..spec import Options, option
-from .formats import (IMAGE_PLACEHOLDER, LLAMAFACTORY_FILE, SHAREGPT_TAGS, answer_text,  # noqa: F401
-                      check_rows, dataset_info, llamafactory_rows, needs_sharegpt, pair_row, write_llamafactory,
-                      write_pairs)
+from ..records import record_images
+from .formats import (LLAMAFACTORY_FILE, SHAREGPT_TAGS, answer_text, check_rows, dataset_info,  # noqa: F401
+                      llamafactory_rows, needs_sharegpt, pair_row, write_llamafactory, write_pairs)
 
 # Why a prompt produced no pairs, in the order the steps run (also the order in the ledger).
 REASONS = ("no_samples", "single_sample", "equal_rewards", "below_margin", "rank_disagreement",
@@ -293,7 +293,8 @@ def build_pairs(records: list[dict], strategy: dict, seed: int) -> PairResult:
     ``strategy`` is the pairing config block (``type`` plus strategy and shared keys). Rows
     come in input prompt order, then by chosen index, then rejected index. When any prompt is
     chat messages, every row is conversational (a string prompt becomes one user turn), since a
-    dataset needs one format.
+    dataset needs one format; when any pair has images, every row's prompt is chat turns in
+    content parts (:func:`vision_chat`, TRL's vision format), for the same reason.
     """
     chooser = STRATEGIES.build(strategy, "pairing")
     settings = chooser.options
@@ -316,8 +317,15 @@ def build_pairs(records: list[dict], strategy: dict, seed: int) -> PairResult:
     if settings.length_balance:
         by_prompt = balance_lengths(by_prompt, settings.max_mean_length_gap)
         reasons.update({pid: "length_balance" for pid, plist in by_prompt.items() if not plist})
-    conversational = any(isinstance(record["prompt"], list) for record in records)
-    rows = [pair_row(record, pair, conversational) for record in records for pair in by_prompt.get(record["id"], [])]
+    paired = [record for record in records if by_prompt.get(record["id"])]
+    parts = any(record_images(record) for record in paired)
+    conversational = parts or any(isinstance(record["prompt"], list) for record in records)
+    rows = []
+    for record in paired:
+        try:
+            rows.extend(pair_row(record, pair, conversational, parts) for pair in by_prompt[record["id"]])
+        except ValueError as err:  # the prompt places some of its images but not all
+            raise ValueError(f"prompt {record['id']!r}: {err}") from err
     check_rows(rows)
     counts = Counter(reasons.values())
     kept = len(records) - len(reasons)

@@ -1,8 +1,18 @@
 """Pair rows in TRL's preference format and the files they are written to: ``pairs.parquet``,
-``pairs.jsonl`` and LLaMA-Factory's sharegpt ranking file with its ``dataset_info.json`` entry."""
+``pairs.jsonl`` and LLaMA-Factory's sharegpt ranking file with its ``dataset_info.json`` entry.
+
+When any pair has images, every row's prompt is chat messages whose contents are lists of parts
+(:func:`records.vision_chat`), TRL's vision preference format: ``{"type": "image"}`` parts where the
+images go, ``{"type": "text", "text": ...}`` parts for the text, and the ``images`` column lists
+the image paths. TRL's ``DataCollatorForVisionPreference`` fills the image parts in order, so a
+prompt that places its images in its text keeps them there; in parquet the prompt column is
+``list<struct<role, content: list<struct<type, text>>>>`` (``text`` null on image parts). Sets
+without images keep plain chat turns (string contents) or plain strings.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,20 +20,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..io import atomic_path, write_jsonl
-from ..records import chat_turns, record_images
+from ..records import IMAGE_PLACEHOLDER, chat_turns, record_images, vision_chat
 
 LLAMAFACTORY_FILE = "pairs_llamafactory.jsonl"
-IMAGE_PLACEHOLDER = "<image>"  # LLaMA-Factory's placeholder; it needs one per image in the prompt
 SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
                  "system_tag": "system"}
 
 
-def pair_row(record: dict, pair: tuple, conversational: bool) -> dict:
-    """One TRL preference row: prompt/chosen/rejected plus ids, rewards, margin and images."""
+def pair_row(record: dict, pair: tuple, conversational: bool, parts: bool = False) -> dict:
+    """One TRL preference row: prompt/chosen/rejected plus ids, rewards, margin and images.
+
+    ``parts``: the prompt as :func:`vision_chat` (the form of every row of a set with images).
+    """
     chosen, rejected = pair
-    if conversational:
-        prompt: Any = chat_turns(record["prompt"])
+    if parts or conversational:
+        prompt: Any = (vision_chat(record["prompt"], len(record_images(record))) if parts
+                       else chat_turns(record["prompt"]))
         chosen_col: Any = [{"role": "assistant", "content": chosen.text}]
         rejected_col: Any = [{"role": "assistant", "content": rejected.text}]
     else:
@@ -58,13 +71,22 @@ def check_rows(rows: list[dict]) -> None:
 
 
 _CHAT = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+_PARTS_CHAT = pa.list_(pa.struct([("role", pa.string()),
+                                  ("content", pa.list_(pa.struct([("type", pa.string()), ("text", pa.string())])))]))
 
 
-def pairs_schema(conversational: bool) -> pa.Schema:
-    """The parquet schema of the rows; chat columns are list<struct<role, content>>."""
+def has_parts(rows: list[dict]) -> bool:
+    """Whether the rows' prompts are :func:`vision_chat` turns (all rows share one form)."""
+    return bool(rows) and isinstance(rows[0]["prompt"], list) and isinstance(rows[0]["prompt"][0]["content"], list)
+
+
+def pairs_schema(conversational: bool, parts: bool = False) -> pa.Schema:
+    """The parquet schema of the rows; chat columns are list<struct<role, content>>, and with
+    ``parts`` the prompt's content is list<struct<type, text>>."""
     text = _CHAT if conversational else pa.string()
+    prompt = _PARTS_CHAT if parts else text
     return pa.schema([("id", pa.string()), ("prompt_id", pa.string()), ("task", pa.string()),
-                      ("prompt", text), ("chosen", text), ("rejected", text),
+                      ("prompt", prompt), ("chosen", text), ("rejected", text),
                       ("chosen_reward", pa.float64()), ("rejected_reward", pa.float64()), ("margin", pa.float64()),
                       ("chosen_index", pa.int64()), ("rejected_index", pa.int64()),
                       ("images", pa.list_(pa.string()))])
@@ -75,12 +97,13 @@ def write_pairs(rows: list[dict], parquet_path: str | Path, jsonl_path: str | Pa
     """Write the rows as parquet and JSONL, both atomically, after checking the reward order.
 
     ``conversational`` defaults to the form of the first row (plain strings when there are no
-    rows); pass ``PairResult.conversational`` to get the right schema for an empty set.
+    rows); pass ``PairResult.conversational`` to get the right schema for an empty set. Prompts
+    in parts (a set with images) get the parts schema.
     """
     check_rows(rows)
     if conversational is None:
         conversational = bool(rows) and isinstance(rows[0]["prompt"], list)
-    schema = pairs_schema(conversational)
+    schema = pairs_schema(conversational, has_parts(rows))
     table = pa.Table.from_pylist(rows, schema=schema)
     with atomic_path(parquet_path, suffix=".parquet") as tmp:
         pq.write_table(table, tmp)
@@ -92,42 +115,52 @@ def needs_sharegpt(rows: list[dict], conversational: bool) -> bool:
     return conversational or any(row["images"] for row in rows)
 
 
+def _sharegpt_value(content: str | list[dict]) -> str:
+    """A turn's content as sharegpt text: text parts as they are, each image part as one <image>."""
+    if isinstance(content, str):
+        return content
+    return "".join(IMAGE_PLACEHOLDER if part["type"] == "image" else part["text"] for part in content)
+
+
 def _sharegpt_turns(row: dict) -> list[dict]:
-    """The prompt as sharegpt turns; <image> placeholders added so there is one per image."""
+    """The prompt as sharegpt turns, with exactly one <image> placeholder per image where the
+    prompt's image parts are (a row with images has its prompt in parts)."""
     turns = []
     for message in chat_turns(row["prompt"]):
         if message["role"] not in SHAREGPT_ROLES:
             raise ValueError(f"pair {row['id']}: role {message['role']!r} has no sharegpt tag; "
                              f"expected one of {list(SHAREGPT_ROLES)}")
-        turns.append({"from": SHAREGPT_ROLES[message["role"]], "value": message["content"]})
+        turns.append({"from": SHAREGPT_ROLES[message["role"]], "value": _sharegpt_value(message["content"])})
     body = turns[1:] if turns and turns[0]["from"] == "system" else turns
     expected = ["human" if k % 2 == 0 else "gpt" for k in range(len(body))]
     if [t["from"] for t in body] != expected or len(body) % 2 == 0:
         raise ValueError(f"pair {row['id']}: LLaMA-Factory ranking data needs turns alternating user/assistant "
                          f"from a user turn to a user turn, found {[t['from'] for t in body]}")
-    missing = len(row["images"]) - sum(t["value"].count(IMAGE_PLACEHOLDER) for t in body)
-    if missing > 0:
-        body[0]["value"] = IMAGE_PLACEHOLDER * missing + body[0]["value"]
     return turns
 
 
-def llamafactory_rows(rows: list[dict]) -> list[dict]:
-    """Rows in LLaMA-Factory's sharegpt ranking form: conversations, chosen/rejected gpt turns."""
+def llamafactory_rows(rows: list[dict], folder: str | Path) -> list[dict]:
+    """Rows in LLaMA-Factory's sharegpt ranking form: conversations, chosen/rejected gpt turns.
+
+    Image paths are written relative to ``folder``, the folder of the exported file: LLaMA-Factory
+    joins a relative media path to its ``media_dir``, which defaults to the dataset folder.
+    """
     out = []
     for row in rows:
         entry = {"id": row["id"], "conversations": _sharegpt_turns(row),
                  "chosen": {"from": "gpt", "value": answer_text(row["chosen"])},
                  "rejected": {"from": "gpt", "value": answer_text(row["rejected"])}}
         if row["images"]:
-            entry["images"] = list(row["images"])
+            entry["images"] = [os.path.relpath(image, folder) for image in row["images"]]
         out.append(entry)
     return out
 
 
 def write_llamafactory(rows: list[dict], path: str | Path) -> int:
-    """Write ``pairs_llamafactory.jsonl`` (sharegpt form) atomically; return the row count."""
+    """Write ``pairs_llamafactory.jsonl`` (sharegpt form) atomically, its image paths relative to
+    its folder; return the row count."""
     check_rows(rows)
-    return write_jsonl(path, llamafactory_rows(rows))
+    return write_jsonl(path, llamafactory_rows(rows, Path(path).parent))
 
 
 def dataset_info(name: str, file_name: str, conversational: bool, images: bool = False) -> dict:

@@ -26,6 +26,11 @@ such as CIDEr depend on the whole scored set, and model rewards batch across pro
 
 Types (one module each): ``verifier_math``, ``reference_caption``, ``dpo_implicit``,
 ``reward_model``, ``judge``, ``python``.
+
+Records with images: ``dpo_implicit`` shows them to vision-language models (and refuses them
+for a text-only model), ``judge`` sends them to the judge as data URLs, ``reward_model`` (a
+text-only sequence classifier) refuses them by name; none scores an answer as if its image were
+not there.
 """
 
 from __future__ import annotations

@@ -21,19 +21,16 @@ texts are scrubbed of it too).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import mimetypes
 import os
 import random
 import re
 import string
 from itertools import combinations
-from pathlib import Path
 
 from dataclasses import dataclass
 
-from ..records import content_text
+from ..records import content_text, image_data_url, record_images, with_image_parts
 from ..spec import option
 from . import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register
 
@@ -63,8 +60,11 @@ def parse_verdict(reply: str) -> str | None:
 
 
 def question_text(record: dict) -> str:
-    """The prompt as the judge reads it: a single user turn's text, else every turn as "role: text"."""
-    turns = [m for m in prompt_messages(record) if m.get("role") != "system"]
+    """The prompt as the judge reads it: a single user turn's text, else every turn as "role: text".
+    The prompt's ``<image>`` placeholders are left out: the images go to the judge as image parts
+    (a multimodal server would read a placeholder left in the text as one more image)."""
+    messages = with_image_parts(prompt_messages(record), len(record_images(record)))
+    turns = [m for m in messages if m.get("role") != "system"]
     if len(turns) == 1:
         return content_text(turns[0].get("content"))
     return "\n".join(f"{m.get('role')}: {content_text(m.get('content'))}" for m in turns)
@@ -83,7 +83,8 @@ class Judge(Reward):
     {answer_b}), ``both_orders``, ``max_pairs`` (per prompt; null: all), ``seed`` (for that draw;
     default the run's seed), ``concurrency``, ``retries``, ``backoff`` (seconds, doubled per
     retry), ``timeout`` (seconds per request), ``max_tokens``, ``temperature``, ``images``
-    (send the record's image files as data URLs, for multimodal judges).
+    (send the record's images, files or data: URIs, as data URLs before the text, for multimodal
+    judges).
     """
 
     @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Judge(Reward):
         timeout: float = option(120.0, "Seconds per request.", exclusive_minimum=0)
         max_tokens: int = option(16, "Tokens of the judge's reply.", minimum=1)
         temperature: float = option(0.0, "Judge sampling temperature.", minimum=0)
-        images: bool = option(True, "Send the record's image files as data URLs (multimodal judges).")
+        images: bool = option(True, "Send the record's images (files or data: URIs) as data URLs (multimodal judges).")
 
         def check(self) -> None:
             """The template uses exactly the three fields."""
@@ -200,19 +201,17 @@ class Judge(Reward):
         return out
 
     def _image_parts(self, record: dict) -> list[dict]:
-        """The record's images as OpenAI ``image_url`` parts with data URLs (if ``images``)."""
+        """The record's images as OpenAI ``image_url`` parts with data URLs (if ``images``): a file
+        is read and encoded, a data: URI is sent as it is."""
         if not self.images:
             return []
         parts = []
-        for path in record.get("images") or []:
-            if path.startswith("data:image"):  # inline images were checked when the pool was built
-                parts.append({"type": "image_url", "image_url": {"url": path}})
-                continue
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"judge: prompt {record.get('id')}: image {path} not found")
-            mime = mimetypes.guess_type(str(path))[0] or "image/png"
-            data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-            parts.append({"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}})
+        for reference in record_images(record):
+            try:
+                url = image_data_url(reference)
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"judge: prompt {record.get('id')}: image {reference} not found") from err
+            parts.append({"type": "image_url", "image_url": {"url": url}})
         return parts
 
     def _scrub(self, text: str, limit: int | None = None) -> str:

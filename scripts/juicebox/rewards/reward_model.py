@@ -1,11 +1,18 @@
-"""The ``reward_model`` reward: a sequence-classification reward model's logit for prompt + answer."""
+"""The ``reward_model`` reward: a sequence-classification reward model's logit for prompt + answer.
+
+A sequence-classification model (``AutoModelForSequenceClassification``) reads text only: it
+cannot score a record with images, and refuses one by name rather than score the answer as if
+the image were not there. Image prompts are scored by ``dpo_implicit`` with vision-language
+models, or by a multimodal ``judge``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..records import record_images
 from ..spec import option
-from . import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register
+from . import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register, reward_name
 
 
 def _free_pad_id(sequences: list[list[int]], preferred: list[int | None], vocab_size: int) -> int:
@@ -28,6 +35,7 @@ class RewardModel(Reward):
     token that is not the pad token, so a sequence that itself ends with the pad token (an RM
     whose pad token is its EOS) would be read one token early: each batch is therefore padded
     with an id that occurs in none of its sequences. The model loads on the first ``score`` call.
+    Text only: a record with images is refused (:meth:`refuse_images`).
     """
 
     runs_model = True
@@ -72,10 +80,23 @@ class RewardModel(Reward):
         return tokenizer.apply_chat_template(prompt_messages(record) + [{"role": "assistant", "content": answer}],
                                              tokenize=False)
 
+    def refuse_images(self, records: list[dict]) -> None:
+        """Raise, naming the reward, the model and the record, when a record has images: a
+        sequence-classification model reads text only and would score the answer without them."""
+        record = next((r for r in records if record_images(r)), None)
+        if record is not None:
+            raise ValueError(
+                f"reward {reward_name(self.options, self.type)!r} (reward_model): prompt {record.get('id')} has "
+                f"{len(record_images(record))} image(s), but the reward model {self.model} is a text-only "
+                "sequence classifier (AutoModelForSequenceClassification) and cannot see them; score image "
+                "prompts with dpo_implicit (vision-language models) or a multimodal judge, drop the images, "
+                "or limit this reward's `tasks:` to text tasks")
+
     def score_applicable(self, records: list[dict]) -> Scores:
         """The chosen logit of every sample, batched across prompts (longest first)."""
         import torch
 
+        self.refuse_images(records)
         tokenizer, model = self._load()
         sequences = [tokenizer(self.render(record, sample.get("text") or ""), add_special_tokens=False)["input_ids"]
                      for record in records for sample in record.get("samples") or []]
