@@ -7,9 +7,17 @@ LEDGER_STAGES = {
 }
 
 
+def training_summaries(wildcards):
+    """The summaries of the experiment's trainings (the ledger's training section): SFT if on, DPO."""
+    names = ["sft", "dpo"] if experiment(wildcards)["sft"]["enabled"] else ["dpo"]
+    folders = {"sft": "sft", "dpo": "train"}
+    return {name: f"results/{wildcards.exp}/{folders[name]}/summary.json" for name in names}
+
+
 rule ledger:
     input:
-        list(LEDGER_STAGES.values()),
+        stages=list(LEDGER_STAGES.values()),
+        training=lambda w: list(training_summaries(w).values()),
     output:
         "results/{exp}/ledger.json",
     log:
@@ -24,5 +32,6 @@ rule ledger:
         runtime=5,
     params:
         stages=list(LEDGER_STAGES),
+        trainings=lambda w: list(training_summaries(w)),
     script:
         "../scripts/write_ledger.py"

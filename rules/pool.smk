@@ -5,6 +5,7 @@ rule build_pool:
         pool="results/{exp}/pool/pool.jsonl",
         rejected="results/{exp}/pool/rejected.jsonl",
         stage="results/{exp}/pool/ledger_stage.json",
+        images=directory("results/{exp}/pool/images"),
     log:
         "results/{exp}/logs/build_pool.log",
     benchmark:

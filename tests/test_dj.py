@@ -1,5 +1,7 @@
 """Running the real Data-Juicer: op errors fail naming the op, no runtime installs, per-op counts."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -72,7 +74,6 @@ def test_demo_recipe_gives_what_upstream_dj_process_gives(tmp_path):
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
     from conftest import ROOT
     from juicebox.demo_data import generate
@@ -85,7 +86,7 @@ def test_demo_recipe_gives_what_upstream_dj_process_gives(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     specs = [SourceSpec.from_config({**s, "path": s["path"].replace("results/demo_data", str(tmp_path / "demo"))})
              for s in config["defaults"]["sources"]]
-    pool = [r for rs in validate_sources(specs, 0.1).by_source.values() for r in rs]
+    pool = [r for rs in validate_sources(specs, 0.1, tmp_path / "store").by_source.values() for r in rs]
     recipe_path = str(ROOT / "config" / "recipes" / "demo_text.yaml")
 
     kept, _ = dj.process(pool, recipe_path, str(tmp_path / "scratch"), {"np": 1})
@@ -99,6 +100,32 @@ def test_demo_recipe_gives_what_upstream_dj_process_gives(tmp_path):
     assert len(kept) < len(pool)
     assert [r["id"] for r in kept] == [r["id"] for r in upstream]
     assert [r["prompt"] for r in kept] == [r["text"] for r in upstream], json.dumps(kept[:2])
+
+
+def test_demo_vision_recipe_drops_each_kind_of_image_noise_with_its_op(tmp_path):
+    """The VLM experiment's sources and recipe on generated data: every image-noise record is dropped
+    by the op meant for its kind, every text-junk record by a text op, and no clean record at all."""
+    from collections import Counter
+
+    from conftest import ROOT
+    from juicebox.demo_data import generate
+    from juicebox.pool import validate_sources
+    from juicebox.sources import SourceSpec
+
+    generate(str(tmp_path / "demo"), seed=9, n_math=20, n_math_extra=10, n_caption=20, n_caption_extra=12,
+             n_bench_math=10, n_bench_caption=10, noise_fraction=0.4)
+    vlm = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["experiments"]["vlm"]
+    specs = [SourceSpec.from_config({**s, "path": s["path"].replace("results/demo_data", str(tmp_path / "demo"))})
+             for s in vlm["sources"]]
+    pool = [r for rs in validate_sources(specs, 0.1, tmp_path / "store").by_source.values() for r in rs]
+    noise = Counter(r["meta"]["noise"] for r in pool)
+
+    kept, counts = dj.process(pool, str(ROOT / vlm["recipe"]), str(tmp_path / "scratch"), {"np": 1})
+    dropped = {c["op"]: c["in"] - c["kept"] for c in counts}
+    assert (dropped["image_aspect_ratio_filter"], dropped["image_shape_filter"], dropped["image_size_filter"]) == \
+        (noise["extreme_aspect"], noise["tiny_image"], noise["blank_image"]) and noise["blank_image"] > 0
+    left = Counter(r["meta"]["noise"] for r in kept)
+    assert left["clean"] == noise["clean"] and set(left) <= {"clean", "exact_dup", "near_dup"}, left
 
 
 def test_a_mapper_that_splits_records_gets_unique_ids(tmp_path):
@@ -163,3 +190,63 @@ def test_on_ray_an_op_that_raises_fails_with_its_name_and_workers_install_nothin
     with pytest.raises(dj.OpFailed, match=r"(?s)op #1 'jb_lazy_mapper' failed: .*Data-Juicer wanted to install "
                                           r"'jb.no.such.package' at run time"):
         dj.process(records(), path, str(tmp_path / "scratch"), {"executor": "ray", "np": 1, "ray_address": "local"})
+
+
+def test_image_ops_are_probed_refined_plotted_and_counted(tmp_path, monkeypatch):
+    """Data-Juicer's image ops that need no model, on a pool with normal, tiny, extreme and heavy
+    images, relative image paths, a record with two images and one with none: per-image stats come
+    back as lists, k-sigma refines each argument from its own stat (sizes in bytes), every image stat
+    gets a histogram, and each op's drops are counted."""
+    import random
+
+    from PIL import Image
+
+    from conftest import shape_image
+    from juicebox.ksigma import KSigmaSettings, refine_recipe, stat_columns
+    from juicebox.plots import plot_histograms, thresholds
+
+    monkeypatch.chdir(tmp_path)  # the pool's paths are relative to the workflow's directory
+    normal = [str(shape_image(Path("imgs") / f"{colour}.png", colour, shape))
+              for colour, shape in [("red", "circle"), ("blue", "square"), ("green", "triangle")]]
+    tiny, wide, tall = (str(shape_image(Path(f"imgs/{name}.png"), size=size))
+                        for name, size in [("tiny", (8, 8)), ("wide", (200, 10)), ("tall", (10, 200))])
+    heavy = Path("imgs/noise.png")  # random pixels: a large file
+    rng = random.Random(0)
+    Image.frombytes("RGB", (48, 48), bytes(rng.randrange(256) for _ in range(48 * 48 * 3))).save(heavy)
+    images = {"n0": [normal[0]], "n1": [normal[1]], "tiny": [tiny], "wide": [wide], "tall": [tall],
+              "two": [normal[2], tiny], "heavy": [str(heavy)], "n2": [normal[2]], "none": []}
+    pool = [{"id": rid, "task": "caption", "prompt": "Describe the image.", "references": ["x"], "images": imgs,
+             "meta": {}} for rid, imgs in images.items()]
+    path = recipe(tmp_path, [{"image_aspect_ratio_filter": {"min_ratio": 0.5, "max_ratio": 2.0}},
+                             {"image_shape_filter": {"min_width": 16, "min_height": 16, "any_or_all": "all"}},
+                             {"image_size_filter": {"max_size": "2KB"}}])
+
+    stats = {s["id"]: s["stats"] for s in dj.analyze(pool, path, "scratch", 1)}
+    assert stats["two"]["image_width"] == [48, 8] and stats["wide"]["aspect_ratios"] == [20.0]
+    assert stats["heavy"]["image_sizes"][0] > 2048 > stats["n0"]["image_sizes"][0]
+    columns = stat_columns(list({"stats": v} for v in stats.values()))
+    assert {"image_width", "image_height", "aspect_ratios", "image_sizes"} <= set(columns)
+    assert len(columns["image_width"]) == 8  # the record without images has no values
+
+    written = yaml.safe_load(Path(path).read_text())
+    refined, changes = refine_recipe(written, columns, KSigmaSettings(k=1.0), dj.op_signature)
+    by_arg = {(c["op"], c["arg"]): c for c in changes}
+    assert {c["stat"] for c in changes} == {"aspect_ratios", "image_width", "image_height", "image_sizes"}
+    size = by_arg["image_size_filter", "max_size"]
+    assert size["before"] == 2048 and isinstance(size["after"], int) and size["after"] <= 2048
+    assert refined["process"][2]["image_size_filter"]["max_size"] == str(size["after"])  # whole bytes, as text
+    assert by_arg["image_shape_filter", "min_width"]["after"] >= 16  # a written bound is never loosened
+
+    figures = plot_histograms(columns, thresholds(written, KSigmaSettings(), dj.op_signature),
+                              thresholds(refined, KSigmaSettings(), dj.op_signature), "hist")
+    assert {Path(f).stem for f in figures} >= {"image_width", "image_height", "aspect_ratios", "image_sizes"}
+
+    kept, counts = dj.process(pool, path, "scratch", {"np": 1})
+    assert counts == [{"op": "image_aspect_ratio_filter", "in": 9, "kept": 7},
+                      {"op": "image_shape_filter", "in": 7, "kept": 5},
+                      {"op": "image_size_filter", "in": 5, "kept": 4}]
+    assert [r["id"] for r in kept] == ["n0", "n1", "n2", "none"] and kept[0]["images"] == [normal[0]]
+    Path("refined.yaml").write_text(yaml.safe_dump(refined))
+    kept, counts = dj.process(pool, "refined.yaml", "scratch", {"np": 1})  # Data-Juicer reads the refined sizes
+    assert [c["op"] for c in counts] == ["image_aspect_ratio_filter", "image_shape_filter", "image_size_filter"]
+    assert {"n0", "n1", "n2"} <= {r["id"] for r in kept}

@@ -3,7 +3,8 @@ record the validator keeps survives what later stages do with it.
 
 Hypothesis generates source lines (odd Unicode with lone surrogates, control characters, RTL marks
 and noncharacters; huge and empty fields; nested and too deeply nested structures; numbers, bools
-and nulls where text is expected; NaN and Infinity; integers too long to parse; odd image values)
+and nulls where text is expected; NaN and Infinity; integers too long to parse; odd image values in
+every form; odd content parts and prompts that place images)
 and writes them into a real JSONL source, and the same items as a JSON array. They are validated
 the way the ``build_pool`` rule does, and every kept record is written with ``io.write_jsonl``,
 read back, rendered by the tiny model's chat template and, once for all examples, loaded by
@@ -30,7 +31,7 @@ from juicebox.io import read_jsonl, write_jsonl
 from juicebox.ledger import check
 from juicebox.models import build_tokenizer
 from juicebox.pool import build_pool, validate_sources
-from juicebox.records import prompt_messages
+from juicebox.records import image_placeholders, prompt_messages, with_image_parts
 from juicebox.sources import MAX_DEPTH, SourceError, SourceSpec
 
 assert 8 < MAX_DEPTH < 80  # DEEP_OK is inside the limit, DEEP_TOO_DEEP beyond it
@@ -44,7 +45,8 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
-PNG_URI = "data:image/png;base64," + base64.b64encode(_png()).decode()
+PNG_BASE64 = base64.b64encode(_png()).decode()
+PNG_URI = "data:image/png;base64," + PNG_BASE64
 
 # Characters and snippets that broke, or could break, a later stage. Lone surrogates and NUL are
 # never valid in a kept record; the rest is odd but valid text.
@@ -79,29 +81,42 @@ values = st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=3)
                                                       st.dictionaries(texts, kids, max_size=3)), max_leaves=8)
 not_text = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), values)
 
+# Content parts: well-formed text and image parts (Parquet's null keys included), and odd ones.
+content_parts = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": texts}),
+    st.sampled_from([{"type": "image"}, {"type": "image", "text": None},
+                     {"type": "image_url", "image_url": {"url": "x"}}, {"type": "image_url", "image_url": "x"},
+                     {"type": "audio"}, {"text": "no type"}, {"type": None}]),
+    st.fixed_dictionaries({"type": st.one_of(texts, not_text)}, optional={"text": st.one_of(texts, not_text)}),
+    not_text,
+)
 messages = st.fixed_dictionaries(
     {"role": st.one_of(st.sampled_from(["user", "assistant", "system"]),
                        st.sampled_from(["robot", "", "USER", "tool", "human", "\u202euser"]), texts, not_text),
-     "content": st.one_of(odd_texts, texts, huge_texts, not_text,
-                          st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": texts}), max_size=2))},
+     "content": st.one_of(odd_texts, texts, huge_texts, not_text, st.lists(content_parts, max_size=3))},
     optional={"name": odd_texts})
 chat = st.lists(messages, max_size=3)
 image_values = st.one_of(
     st.sampled_from(["", " ", "ok.png", "missing.png", "fake.png", "sub/../ok.png", "/nonexistent/x.jpg", ".",
                      "x" * 5000 + ".png", "nul\x00.png", "\ud800.png", "data:image/png;base64,aGVsbG8=", PNG_URI,
-                     "data:text/plain;base64,aGk=", "data:image/png", "data:image/png;base64,***", "ok.png\n"]),
-    st.fixed_dictionaries({}, optional={"bytes": st.one_of(st.none(), st.just("iVBORw0KGgo="), st.integers()),
+                     "data:text/plain;base64,aGk=", "data:image/png", "data:image/png;base64,***", "ok.png\n",
+                     PNG_BASE64, PNG_BASE64[:-12], "aGVsbG8=", PNG_URI[:-12]]),
+    st.fixed_dictionaries({}, optional={"bytes": st.one_of(st.none(), st.sampled_from(["iVBORw0KGgo=", PNG_BASE64]),
+                                                           st.integers()),
                                         "path": st.one_of(st.none(), st.sampled_from(["ok.png", "missing.png", ""]),
                                                           st.integers())}),
     not_text,
 )
+# Prompts that place images themselves: right for a record with as many images, wrong for others.
+placing = st.sampled_from(["<image>\nWhat is it?", "Compare <image> and <image>.", "<image><image><image>",
+                           [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi?"}]}]])
 # Hostile values per field: the field's own odd cases, then anything.
 hostile = {
     "id": st.one_of(texts, st.integers(), st.floats(), st.booleans(), not_text),
     "question_id": st.one_of(texts, st.integers(), st.none()),
     "task": st.one_of(st.sampled_from(["math", "caption", "chat", "vqa", ""]), texts, not_text),
-    "prompt": st.one_of(texts, huge_texts, chat, not_text),
-    "question": st.one_of(texts, huge_texts, chat, not_text),
+    "prompt": st.one_of(texts, huge_texts, chat, not_text, placing),
+    "question": st.one_of(texts, huge_texts, chat, not_text, placing),
     "answer": st.one_of(texts, huge_texts, st.floats(), st.booleans(), not_text),
     "references": st.one_of(texts, st.lists(st.one_of(texts, st.integers()), max_size=3), not_text),
     "images": st.one_of(image_values, st.lists(image_values, max_size=3)),
@@ -119,7 +134,8 @@ plausible = st.fixed_dictionaries(
      "answer": st.one_of(odd_texts, st.integers(), st.floats(allow_nan=False, allow_infinity=False)),
      "references": st.lists(odd_texts, min_size=1, max_size=2)},
     optional={"id": st.one_of(odd_texts, st.integers()), "question_id": odd_texts,
-              "images": st.sampled_from(["ok.png", ["ok.png", PNG_URI], {"bytes": None, "path": "ok.png"}]),
+              "images": st.sampled_from(["ok.png", ["ok.png", PNG_URI], {"bytes": None, "path": "ok.png"},
+                                         [PNG_BASE64], {"bytes": PNG_BASE64, "path": None}]),
               "meta_value": values.filter(lambda v: "\\u0000" not in json.dumps(v)), "deep": st.just(DEEP_OK)})
 # Which fields to replace: the prompt and the images more often than the rest.
 changes = st.lists(st.sampled_from(sorted(hostile) + ["prompt", "prompt", "question", "images", "images"]),
@@ -183,9 +199,9 @@ def _validate_jsonl(folder: Path, source: dict, seen: Counter):
     counted = _counted_lines(raw_lines)
     if not counted:
         with pytest.raises(SourceError, match="holds no records"):
-            validate_sources([spec], max_rejected_fraction=1.0)
+            validate_sources([spec], max_rejected_fraction=1.0, image_store=folder / "store")
         return None
-    validated = validate_sources([spec], max_rejected_fraction=1.0)
+    validated = validate_sources([spec], max_rejected_fraction=1.0, image_store=folder / "store")
     kept, rejected = validated.by_source["s"], validated.rejected
     # Every record is kept or quarantined with its reason and line, none twice, none lost.
     assert validated.read == len(counted) == len(kept) + len(rejected)
@@ -210,8 +226,8 @@ FAMILIES = ["lone surrogate", "NUL character", "nested deeper than", "nested too
             "wrong type for 'images'"]
 # Rarer kinds, named in the printed verdicts (test_sources.py has a case for each).
 RARE = ["wrong type for 'answer'", "image not found", "empty prompt", "has role", "chat messages need",
-        "wrong type for 'id'", "not an image", "embedded image bytes", "empty image path", "duplicate id",
-        "missing required field"]
+        "wrong type for 'id'", "not an image", "empty image path", "duplicate id", "missing required field",
+        "content part", "image placeholders do not match"]
 
 
 def _check_json_array(folder: Path, source: dict, jsonl) -> None:
@@ -226,7 +242,7 @@ def _check_json_array(folder: Path, source: dict, jsonl) -> None:
     path.write_bytes(b"[\n" + b",\n".join(items) + b"\n]\n")
     spec = SourceSpec.from_config({"path": str(path), "task": source["task"], "fields": source["fields"]})
     try:
-        validated = validate_sources([spec], max_rejected_fraction=1.0)
+        validated = validate_sources([spec], max_rejected_fraction=1.0, image_store=folder / "store")
     except SourceError as err:
         assert str(path) in str(err)
         assert any("nested too deeply" in r or "Exceeds the limit" in r for r in _reasons(jsonl.rejected)), err
@@ -262,11 +278,16 @@ def test_hostile_records_are_kept_safely_or_quarantined(tokenizer):
                 json.loads(text, parse_constant=_no_nan)  # strict JSON: no NaN/Infinity
             for record in pool:
                 assert record["id"] and isinstance(record["id"], str)
-                assert all(isinstance(i, str) for i in record.get("images", []))
-                # The chat template renders the prompt (with and without a system turn).
+                # Every image is a file, inline ones written to the store; a prompt places all or none.
+                assert all(isinstance(i, str) and Path(i).is_file() for i in record.get("images", []))
+                assert image_placeholders(record["prompt"]) in (0, len(record.get("images", [])))
+                # The chat template renders the prompt (with and without a system turn), with its images
+                # as content parts, as the model stages give it to a vision-language model.
                 for system in (None, "Be brief."):
-                    ids = tokenizer.apply_chat_template(prompt_messages(record["prompt"], system), tokenize=True,
-                                                        add_generation_prompt=True, return_dict=False)
+                    messages = with_image_parts(prompt_messages(record["prompt"], system),
+                                                len(record.get("images", [])))
+                    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                                        return_dict=False)
                     assert len(ids) > 0
             dj_rows.extend(dj.dj_view(pool, "text"))
 
@@ -289,9 +310,7 @@ def _check_data_juicer_loads(rows: list[dict]) -> None:
         cfg = dj.load_config(str(recipe), str(data), work, np=1)
         loaded = DatasetBuilder(cfg, executor_type="default").load_dataset().to_list()
     assert [(r["id"], r["text"]) for r in loaded] == [(r["id"], r["text"]) for r in rows]
-    # Image paths come back as given. (Data URIs do not: Data-Juicer's loader joins every image that is
-    # not an absolute path or a URL to the dataset's folder; see the README's "Data pool".)
-    for got, sent in zip(loaded, rows):
-        assert len(got["images"]) == len(sent["images"])
-        assert [g for g, i in zip(got["images"], sent["images"]) if not i.startswith("data:")] == \
-            [i for i in sent["images"] if not i.startswith("data:")]
+    # Image paths come back as given: absolute paths (Data-Juicer's loader joins any other to the
+    # dataset's folder), inline images having been written to files by validation.
+    assert all(Path(i).is_absolute() for r in rows for i in r["images"])
+    assert [r["images"] for r in loaded] == [r["images"] for r in rows]

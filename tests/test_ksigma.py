@@ -101,3 +101,18 @@ def test_multi_valued_stats_follow_any_or_all():
     records = [[1.0, 5.0], [5.0, 6.0], [0.5]]
     assert drop_fraction(records, "upper", 4.0) == pytest.approx(1 / 3)        # any: only [5, 6] fails
     assert drop_fraction(records, "upper", 4.0, all_must_pass=True) == pytest.approx(2 / 3)
+
+
+def test_size_bounds_are_read_and_written_in_bytes():
+    """image_size_filter takes sizes as text ("1KB"): k-sigma reads them in bytes as Data-Juicer does
+    and writes whole bytes back as text; a record's sizes are one per image."""
+    recipe = {"process": [{"image_size_filter": {"min_size": "1KB"}}]}
+    sizes = [[2000], [2100, 2200], [2300], [90000]]
+    refined, changes = refine_recipe(recipe, {"image_sizes": sizes}, KSigmaSettings(k=1.0), op_signature)
+    values = [v for record in sizes for v in record]
+    mean, std = statistics.fmean(values), statistics.stdev(values)
+    lower, upper = change(changes, "image_size_filter", "min_size"), change(changes, "image_size_filter", "max_size")
+    assert lower["before"] == 1024 and lower["computed"] < 0 and lower["after"] == 1024  # written, never loosened
+    assert upper["before"] == 1 << 40 and upper["after"] == math.floor(mean + std)  # the default, 1TB
+    assert refined["process"][0]["image_size_filter"] == {"min_size": "1024", "max_size": str(upper["after"])}
+    assert upper["drop_fraction"] == pytest.approx(1 / 4)

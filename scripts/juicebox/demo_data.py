@@ -5,14 +5,22 @@ operands of a math problem, the objects of a caption scene); the held-out benchm
 drawn first and their keys are reserved, so no pool item, clean or noisy, shares a key with a
 benchmark item. That makes the splits disjoint by construction, not only by text.
 
+The caption task is a vision task: its prompts are generic ("Describe the image.") and name
+nothing, so the answer (the shapes, colours and where they are, which the references name) is only
+in the image. Its images come in every form a source may use: paths, ``data:`` URIs and bare
+base64 text (JSON source), and the Hugging Face ``{bytes, path}`` layout (Parquet source).
+
 Noise for the data stages to find (recorded in ``meta.noise`` so its removal can be measured):
-markup and junk characters, repetition, overlong junk, exact and near duplicates, wrong answers.
-Broken records that validation must quarantine are written too (``meta`` cannot carry a label
-for those; the pool's ``rejected.jsonl`` shows them).
+markup and junk characters, repetition, overlong junk, exact and near duplicates, wrong answers;
+for captions also images the image ops catch: tiny (8x8), extreme aspect ratios (200x10, 10x200)
+and blank ones. Broken records that validation must quarantine are written too (``meta`` cannot
+carry a label for those; the pool's ``rejected.jsonl`` shows them), among them images that are
+missing, not images at all, or truncated.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from pathlib import Path
@@ -85,11 +93,14 @@ def scene_key(rng: random.Random) -> tuple:
     return first, second, rng.choice(POSITIONS)
 
 
-def scene_prompt(key: tuple) -> str:
-    """The text a text-only model sees for a scene, then the instruction."""
-    (s1, c1, h1), (s2, c2, h2), pos = key
-    return (f"Objects: a {s1} {c1} {h1} at the {pos}, a {s2} {c2} {h2} opposite it. "
-            "Write a one-sentence caption for the picture.")
+CAPTION_PROMPTS = ["Describe the image.", "Write a one-sentence caption for the picture.",
+                   "What does this picture show?", "Caption this image.", "Describe what you see in the picture."]
+BACKGROUND = (200, 200, 200)
+
+
+def caption_prompt(rng: random.Random) -> str:
+    """A generic caption instruction: it names nothing, the answer is only in the image."""
+    return rng.choice(CAPTION_PROMPTS)
 
 
 def scene_references(key: tuple, rng: random.Random) -> list[str]:
@@ -107,10 +118,21 @@ def scene_references(key: tuple, rng: random.Random) -> list[str]:
 
 def draw_scene(key: tuple, path: Path) -> None:
     """A 64x64 PNG of the scene."""
+    save_png(scene_image(key), path)
+
+
+def save_png(image, path: Path) -> None:
+    """Write a PIL image as PNG, atomically."""
+    with atomic_path(path, suffix=".png") as tmp:
+        image.save(tmp, format="PNG")
+
+
+def scene_image(key: tuple):
+    """The scene drawn on a 64x64 RGB PIL image."""
     from PIL import Image, ImageDraw
 
     (s1, c1, h1), (s2, c2, h2), pos = key
-    image = Image.new("RGB", (64, 64), (200, 200, 200))
+    image = Image.new("RGB", (64, 64), BACKGROUND)
     draw = ImageDraw.Draw(image)
     centers = {"left": ((16, 32), (48, 32)), "right": ((48, 32), (16, 32)),
                "top": ((32, 16), (32, 48)), "bottom": ((32, 48), (32, 16))}[pos]
@@ -127,8 +149,7 @@ def draw_scene(key: tuple, path: Path) -> None:
             draw.polygon([(cx, cy - r), (cx + r // 3, cy - r // 3), (cx + r, cy), (cx + r // 3, cy + r // 3),
                           (cx, cy + r), (cx - r // 3, cy + r // 3), (cx - r, cy), (cx - r // 3, cy - r // 3)],
                          fill=RGB[color])
-    with atomic_path(path, suffix=".png") as tmp:
-        image.save(tmp, format="PNG")
+    return image
 
 
 # --- noise -------------------------------------------------------------------------------
@@ -169,6 +190,44 @@ def _noisy_items(clean: list[dict], noise_fraction: float, rng: random.Random, t
             item[text_key] = add_text_noise(base[text_key], kind, rng)
         out.append(item)
     return out
+
+
+IMAGE_NOISE_KINDS = ["tiny_image", "extreme_aspect", "blank_image"]
+
+
+def noisy_image(key: tuple, kind: str, n: int):
+    """A scene's image spoiled the way scraped images are: shrunk to 8x8, squeezed to 200x10 or
+    10x200 (alternately), or blank (a placeholder with nothing on it)."""
+    from PIL import Image
+
+    if kind == "tiny_image":
+        return scene_image(key).resize((8, 8))
+    if kind == "extreme_aspect":
+        return scene_image(key).resize((200, 10) if n % 2 == 0 else (10, 200))
+    if kind == "blank_image":
+        return Image.new("RGB", (64, 64), BACKGROUND)
+    raise ValueError(f"unknown image noise kind {kind!r}")
+
+
+def _image_noise_items(clean: list[dict], keys: dict[str, tuple], noise_fraction: float, rng: random.Random,
+                       image_key: str, id_key: str, out: Path, tag: str) -> list[dict]:
+    """Copies of random clean items with a spoiled image (a few of each kind, at least one); each
+    carries ``noise`` and ``noise_of``. The images are written to ``out/images/``."""
+    out_items = []
+    for n in range(max(len(IMAGE_NOISE_KINDS), round(len(clean) * noise_fraction / 4))):
+        base = rng.choice(clean)
+        kind = IMAGE_NOISE_KINDS[n % len(IMAGE_NOISE_KINDS)]
+        name = f"images/{tag}_{kind}{n:03d}.png"
+        save_png(noisy_image(keys[base[id_key]], kind, n), out / name)
+        item = json.loads(json.dumps(base))
+        item[id_key], item[image_key] = f"{base[id_key]}-i{n}", name
+        item["noise"], item["noise_of"] = kind, base[id_key]
+        out_items.append(item)
+    return out_items
+
+
+def _png_base64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _interleave(clean: list[dict], noisy: list[dict], rng: random.Random) -> list[dict]:
@@ -216,7 +275,10 @@ def generate(outdir: str, seed: int, n_math: int, n_math_extra: int, n_caption: 
             scene_files[key] = name
         return scene_files[key]
 
-    bench_caption = [{"id": f"bc{i:04d}", "image": f"../images/{image_for(k)}", "prompt": scene_prompt(k),
+    # Captions draw their prompts, inline forms and image noise from their own generator, so the
+    # math data (drawn from ``rng`` after the caption benchmark) does not depend on them.
+    vision_rng = random.Random(f"{seed}:captions")
+    bench_caption = [{"id": f"bc{i:04d}", "image": f"../images/{image_for(k)}", "prompt": caption_prompt(vision_rng),
                       "references": scene_references(k, rng)} for i, k in enumerate(bench_scene_keys)]
     write_json(out / "bench" / "caption_test.json", bench_caption)
 
@@ -255,30 +317,54 @@ def generate(outdir: str, seed: int, n_math: int, n_math_extra: int, n_caption: 
             if i == 20:
                 writer.writerow(["x-broken-1", "What is 2 plus 2?", "4", "broken", "", "extra-column"])
 
-    # Captions, main source (JSON array): id, description, captions, image.
-    captions = [{"id": f"c{i:05d}", "description": scene_prompt(k), "captions": scene_references(k, rng),
+    # Captions, main source (JSON array): id, description, captions, image. A tenth of the clean
+    # items give their image as a data: URI, another tenth as bare base64 text.
+    captions = [{"id": f"c{i:05d}", "description": caption_prompt(vision_rng), "captions": scene_references(k, rng),
                  "image": f"images/{image_for(k)}", "noise": "clean"} for i, k in enumerate(scene_keys[:n_caption])]
+    caption_keys = {item["id"]: k for item, k in zip(captions, scene_keys)}
+    for i, item in enumerate(captions):
+        if i % 10 == 3:
+            item["image"] = "data:image/png;base64," + _png_base64(out / item["image"])
+        elif i % 10 == 7:
+            item["image"] = _png_base64(out / item["image"])
     caption_items = _interleave(
         captions, _noisy_items(captions, noise_fraction, rng, "description", None, "id"), rng)
+    image_noise = _image_noise_items(captions, caption_keys, noise_fraction, vision_rng, "image", "id", out, "c")
+    for item in image_noise:
+        caption_items.insert(vision_rng.randrange(len(caption_items) + 1), item)
     (out / "images" / "not_an_image.png").write_text("this file is text, not a PNG\n")
-    caption_items.insert(11, {"id": "c-broken-1", "description": scene_prompt(scene_keys[0]),
-                              "captions": ["A shape."], "image": "images/missing.png", "noise": "broken"})
-    caption_items.insert(50, {"id": "c-broken-2", "description": scene_prompt(scene_keys[1]),
-                              "captions": ["A shape."], "image": "images/not_an_image.png", "noise": "broken"})
+    truncated = (out / "images" / image_for(scene_keys[2])).read_bytes()[:-40]
+    (out / "images" / "truncated.png").write_bytes(truncated)
+    for position, (name, image) in zip((11, 50, 80), [("c-broken-1", "images/missing.png"),
+                                                      ("c-broken-2", "images/not_an_image.png"),
+                                                      ("c-broken-3", "images/truncated.png")]):
+        caption_items.insert(position, {"id": name, "description": caption_prompt(vision_rng),
+                                        "captions": ["A shape."], "image": image, "noise": "broken"})
     with atomic_open(out / "captions.json") as handle:
         handle.write("[\n" + ",\n".join(json.dumps(i, ensure_ascii=False) for i in caption_items) + "\n]\n")
 
-    # Captions, second source (Parquet): item_id, scene, refs, img.
+    # Captions, second source (Parquet): item_id, scene, refs, img. The images in the Hugging Face
+    # Image layout {bytes, path}: a tenth of the clean items carry their bytes, the rest a path.
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    cap_extra = [{"item_id": f"p{i:05d}", "scene": scene_prompt(k), "refs": scene_references(k, rng),
+    cap_extra = [{"item_id": f"p{i:05d}", "scene": caption_prompt(vision_rng), "refs": scene_references(k, rng),
                   "img": f"images/{image_for(k)}", "noise": "clean"}
                  for i, k in enumerate(scene_keys[n_caption:])]
+    extra_keys = {item["item_id"]: k for item, k in zip(cap_extra, scene_keys[n_caption:])}
     cap_extra_items = _interleave(cap_extra, _noisy_items(cap_extra, noise_fraction, rng, "scene", None, "item_id"),
                                   rng)
+    for item in _image_noise_items(cap_extra, extra_keys, noise_fraction, vision_rng, "img", "item_id", out, "p"):
+        cap_extra_items.insert(vision_rng.randrange(len(cap_extra_items) + 1), item)
+    inline = {item["item_id"] for i, item in enumerate(cap_extra) if i % 10 == 3}
     for item in cap_extra_items:
         item.setdefault("noise_of", "")
+        path = item["img"]
+        item["img"] = ({"bytes": (out / path).read_bytes(), "path": Path(path).name} if item["item_id"] in inline
+                       else {"bytes": None, "path": path})
+    cap_extra_items.insert(7, {"item_id": "p-broken-1", "scene": caption_prompt(vision_rng), "refs": ["A shape."],
+                               "img": {"bytes": truncated, "path": "truncated.png"}, "noise": "broken",
+                               "noise_of": ""})
     with atomic_path(out / "captions_extra.parquet", suffix=".parquet") as tmp:
         pq.write_table(pa.Table.from_pylist(cap_extra_items), tmp)
 

@@ -13,8 +13,9 @@ Processing runs on Data-Juicer's ``DefaultExecutor`` or, with ``dj.executor: ray
 it). The Analyzer (probe) always runs on the default executor.
 
 Data-Juicer sees a narrow view of each canonical record: ``id``, the text (under the recipe's
-first ``text_keys``, ``text`` by default) and ``images``. The full records are joined back by id
-after processing, so arbitrary ``meta`` never reaches Arrow's schema inference.
+first ``text_keys``, ``text`` by default) and ``images`` (absolute paths: the pool holds image
+files only, inline images having been written to the pool's image store). The full records are
+joined back by id after processing, so arbitrary ``meta`` never reaches Arrow's schema inference.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import read_yaml, write_jsonl
-from .records import prompt_text
+from .records import prompt_text, record_images
 from .registry import Registry
 from .spec import Options, option
 
@@ -86,8 +87,10 @@ def recipe_text_key(recipe_path: str) -> str:
 
 
 def dj_view(records: list[dict], text_key: str) -> list[dict]:
-    """The narrow records handed to Data-Juicer."""
-    return [{"id": r["id"], text_key: prompt_text(r["prompt"]), "images": r.get("images") or []} for r in records]
+    """The narrow records handed to Data-Juicer. Image paths are made absolute: Data-Juicer joins a
+    relative one to the dataset file's folder (the scratch work dir), and Ray workers run elsewhere."""
+    return [{"id": r["id"], text_key: prompt_text(r["prompt"]),
+             "images": [os.path.abspath(image) for image in record_images(r)]} for r in records]
 
 
 def load_config(recipe_path: str, dataset_path: str, work_dir: str, np: int, executor: str = "default",

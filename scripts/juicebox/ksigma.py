@@ -11,7 +11,12 @@ Unlike Data-Juicer's ``modify_recipe_k_sigma``:
 * bounds are clamped to the stat's valid range (ratios in [0, 1], counts >= 0);
 * a bound the user wrote in the recipe is never loosened unless ``allow_loosen`` is set;
 * integer arguments are rounded inwards (ceil for a lower bound, floor for an upper one), which
-  keeps exactly the same records when the stat itself is an integer.
+  keeps exactly the same records when the stat itself is an integer;
+* a bound Data-Juicer takes as text is a size (``image_size_filter``'s ``"10KB"``): it is read in
+  bytes with Data-Juicer's own parser, and the refined bound is written as a whole number of bytes.
+
+Image stats hold one value per image (a list per record); every image counts once in the
+summaries, and a bound's drop fraction follows the op's ``any_or_all``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ BUILTIN_STAT_MAP: dict[str, dict[str, tuple[str, str]]] = {
     "image_shape_filter": {"min_width": ("image_width", "lower"), "max_width": ("image_width", "upper"),
                            "min_height": ("image_height", "lower"), "max_height": ("image_height", "upper")},
     "image_aspect_ratio_filter": {"min_ratio": ("aspect_ratios", "lower"), "max_ratio": ("aspect_ratios", "upper")},
+    "image_size_filter": {"min_size": ("image_sizes", "lower"), "max_size": ("image_sizes", "upper")},
 }
 # alphanumeric_filter bounds a different stat when it counts tokens instead of characters.
 TOKENIZED_STAT = {"alphanumeric_filter": "alpha_token_ratio"}
@@ -56,7 +62,8 @@ STAT_RANGES: dict[str, tuple[float | None, float | None]] = {
     **{s: (0.0, 1.0) for s in ("alnum_ratio", "alpha_token_ratio", "special_char_ratio", "char_rep_ratio",
                                 "word_rep_ratio", "stopwords_ratio", "flagged_words_ratio", "lang_score")},
     **{s: (0.0, None) for s in ("text_len", "num_words", "avg_line_length", "max_line_length", "num_token",
-                                "perplexity", "image_width", "image_height", "aspect_ratios")},
+                                "perplexity", "image_width", "image_height", "aspect_ratios",
+                                "image_sizes")},
 }
 
 
@@ -171,9 +178,20 @@ def drop_fraction(records: list[list[float]], side: str, bound: float, all_must_
     return sum(_drops(values, low, high, all_must_pass) for values in records) / len(records)
 
 
+def _bound_number(value: Any) -> Any:
+    """A bound as a number: sizes given as text (``"10KB"``, ``"1TB"``) in bytes, as Data-Juicer
+    reads them; any other value as it is."""
+    if not isinstance(value, str):
+        return value
+    from data_juicer.utils.mm_utils import size_to_bytes
+
+    return size_to_bytes(value)
+
+
 @dataclass(frozen=True)
 class Bound:
-    """One recipe argument that bounds a stat, with the value in force (written or the op's default)."""
+    """One recipe argument that bounds a stat, with the value in force (written or the op's default;
+    a number, sizes in bytes)."""
 
     index: int
     op: str
@@ -204,7 +222,8 @@ def recipe_bounds(recipe: dict, settings: KSigmaSettings,
             if arg not in signature:
                 raise ValueError(f"ksigma: {op} has no argument {arg!r} (it takes {sorted(signature)})")
             default, annotation = signature[arg]
-            bounds.append(Bound(index, op, arg, stat, side, args.get(arg, default), annotation, arg in args))
+            bounds.append(Bound(index, op, arg, stat, side, _bound_number(args.get(arg, default)), annotation,
+                                arg in args))
     return bounds
 
 
@@ -212,7 +231,8 @@ def refine_recipe(recipe: dict, columns: dict[str, list[list[float]]], settings:
                   signature_of: Callable[[str], dict[str, tuple[Any, Any]]]) -> tuple[dict, list[dict]]:
     """Return (refined recipe, changes) for a Data-Juicer recipe and the probe's stat columns.
 
-    Integer arguments (by the op's annotation) stay integers.
+    Integer arguments (by the op's annotation) stay integers; size arguments (text) get a whole
+    number of bytes, as text. ``changes`` gives every bound as a number (sizes in bytes).
     """
     refined = copy.deepcopy(recipe)
     summaries = {stat: summarize([v for rec in recs for v in rec]) for stat, recs in columns.items()}
@@ -235,11 +255,11 @@ def refine_recipe(recipe: dict, columns: dict[str, list[list[float]]], settings:
         if high is not None:
             after = min(after, high)
         clamped = after != computed
-        if b.annotation is int:
+        if b.annotation in (int, str):
             after = math.ceil(after) if b.side == "lower" else math.floor(after)
         if b.user_set and not settings.allow_loosen and b.value is not None:
             after = max(after, b.value) if b.side == "lower" else min(after, b.value)
-        args[b.arg] = after
+        args[b.arg] = str(after) if b.annotation is str else after
         all_must_pass = args.get("any_or_all", "any") == "all"
         changes.append({
             "op": b.op, "op_index": b.index, "arg": b.arg, "stat": b.stat, "k": k, "mode": mode,

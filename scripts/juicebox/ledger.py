@@ -7,6 +7,12 @@ and refuses to write a ledger that does not add up:
   for pool steps that create records, such as ``duplicate``; without it the rule is the plain
   ``in == kept + dropped + rejected``);
 * across stages: a stage's ``in`` equals the previous stage's ``kept``.
+
+The ``training`` section has one entry per training (``sft``, ``dpo``) in the same form, counting
+rows (SFT examples, DPO pairs): with a vision-language model, a row whose prompt alone (image
+tokens included) exceeds ``max_length`` is dropped as ``prompt_over_max_length``, and
+``truncated`` counts rows whose answer was cut to fit (``max_length`` never cuts image tokens).
+For a text model TRL itself cuts rows from their end; the ledger has no count for that (null).
 """
 
 from __future__ import annotations
@@ -43,8 +49,21 @@ def check(ledger: dict) -> None:
         previous = name
 
 
-def assemble(stages: list[tuple[str, dict]]) -> dict:
-    """The ledger from (stage name, entry) pairs in pipeline order, checked."""
-    ledger = {"stages": dict(stages)}
+def training_entry(summary: dict) -> dict:
+    """A training's ledger entry from its ``summary.json`` (SFT: ``examples``, DPO: ``pairs``)."""
+    rows = summary["examples"] if "examples" in summary else summary["pairs"]
+    skipped = summary.get("skipped", 0)
+    entry = stage(rows, rows - skipped, {"prompt_over_max_length": skipped} if skipped else {})
+    entry["truncated"] = summary.get("truncated")
+    return entry
+
+
+def assemble(stages: list[tuple[str, dict]], training: dict[str, dict] | None = None) -> dict:
+    """The ledger from (stage name, entry) pairs in pipeline order and the training entries, checked."""
+    ledger = {"stages": dict(stages), "training": dict(training or {})}
     check(ledger)
+    for name, entry in ledger["training"].items():
+        if entry["in"] != entry["kept"] + sum(entry["dropped"].values()) + entry["rejected"]:
+            raise LedgerError(f"training {name!r}: in {entry['in']} != kept {entry['kept']} + dropped "
+                              f"{sum(entry['dropped'].values())} + rejected {entry['rejected']}")
     return ledger

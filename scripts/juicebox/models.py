@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,15 +77,25 @@ class TinyVisionSpec:
     num_attention_heads: int = 2
 
 
+BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]{200,}")
+
+
+def is_inline_image(text: str) -> bool:
+    """Whether a string is an image given inline (a ``data:`` URI or long base64 text), not text."""
+    return text.startswith("data:") or bool(BASE64_TEXT.fullmatch(text))
+
+
 def corpus_texts(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """Every string value of every record in JSONL/JSON/CSV/Parquet files (the tokenizer corpus)."""
+    """Every string value of every record in JSONL/JSON/CSV/Parquet files (the tokenizer corpus),
+    except images given inline."""
     from .sources import SourceSpec, read_items
 
     texts: list[str] = []
 
     def walk(value) -> None:
         if isinstance(value, str):
-            texts.append(value)
+            if not is_inline_image(value):
+                texts.append(value)
         elif isinstance(value, dict):
             for item in value.values():
                 walk(item)

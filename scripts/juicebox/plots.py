@@ -39,6 +39,11 @@ def plot_histograms(columns: dict[str, list[list[float]]], current: dict, refine
             if (op, arg, side, value) in unchanged:
                 continue
             ax.axvline(value, color="#c0392b", linestyle="-", label=f"refined {arg}={value:g}")
+        # Bounds far outside the data (Data-Juicer's 1 TB default max_size) stay in the legend only.
+        lo, hi = min(values), max(values)
+        span = (hi - lo) or max(abs(hi), 1.0)
+        near = [v for (*_, v) in current.get(stat, []) + refined.get(stat, []) if lo - span <= v <= hi + span]
+        ax.set_xlim(min([lo, *near]) - 0.05 * span, max([hi, *near]) + 0.05 * span)
         ax.set_title(f"{stat} (n={len(values)})")
         ax.set_xlabel(stat)
         ax.set_ylabel("records")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from .ledger import stage as ledger_stage
@@ -40,11 +41,14 @@ def _writable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def validate_sources(specs: list[SourceSpec], max_rejected_fraction: float) -> Validated:
+def validate_sources(specs: list[SourceSpec], max_rejected_fraction: float, image_store: Path) -> Validated:
     """Read and validate all sources; quarantine bad records; fail if a source is mostly bad.
 
     Duplicate ids are checked across all sources of the pool: the first occurrence is kept.
+    Images given inline (data URIs, base64, bytes) are written to files in ``image_store`` (the
+    pool's ``images/`` folder, created here even when no record has one).
     """
+    Path(image_store).mkdir(parents=True, exist_ok=True)
     for spec in specs:
         check_readable(spec)
     out = Validated()
@@ -54,7 +58,7 @@ def validate_sources(specs: list[SourceSpec], max_rejected_fraction: float) -> V
         for item in read_items(spec):
             total += 1
             try:
-                record = to_canonical(item, spec)
+                record = to_canonical(item, spec, image_store=Path(image_store))
                 where = f"{spec.path}:{item.line}"
                 if record["id"] in first_seen:
                     raise Invalid(f"duplicate id {record['id']!r} (first seen at {first_seen[record['id']]})")

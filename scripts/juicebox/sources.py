@@ -7,13 +7,29 @@ A record that passes validation is safe for every later stage: every value in it
 record, ``meta`` included) has a JSON form that is written, read back and handed to Data-Juicer
 and to a tokenizer unchanged. Text that cannot be encoded as UTF-8 (a lone surrogate, which a
 JSON ``\\ud800`` escape produces), NUL characters, keys that are not text, nesting deeper than
-``MAX_DEPTH`` and binary data are reasons to quarantine; NaN and Infinity (which JSON does not
-have) are read as null; Parquet's dates, times and decimals become text, its durations seconds.
+``MAX_DEPTH`` and binary data (outside the images) are reasons to quarantine; NaN and Infinity
+(which JSON does not have) are read as null; Parquet's dates, times and decimals become text, its
+durations seconds.
+
+Which source field holds which canonical field: a source's ``fields:`` entry always wins (a field
+it names that a record lacks is missing, nothing else is tried). Without an entry, ``prompt`` and
+``images`` are found the way the DeepVision toolkit finds them, in each record: the first of
+``AUTO_FIELDS`` that the record has (with a value that is not null) —
+``messages`` > ``prompt`` > ``question`` > ``text`` > ``problem`` > ``query`` > ``input`` for the
+prompt, ``images`` > ``image`` > ``image_path`` > ``image_paths`` > ``img`` for the images. The
+other canonical fields are read under their own names. Source fields not used go to ``meta``.
+
+A prompt is text or chat messages; a message's content is text or a list of OpenAI-style parts
+(``{type: text, text}``, ``{type: image}``, ``{type: image_url, image_url: {url}}``; keys whose
+value is null are ignored, as Parquet's struct columns give every part every key). Images are
+normalised by ``images.normalise_image`` (paths, data URIs, base64 text, ``{bytes, path}``), the
+embedded ones written to the pool's image store. A prompt that places images itself (``<image>``
+in its text, image parts) must place exactly as many as the record has; one that places none
+gets them before its text later (``records.with_image_parts``).
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import datetime
 import decimal
@@ -24,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .records import IMAGE_PLACEHOLDER, content_text, image_placeholders
+
 CANONICAL_KEYS = ("id", "task", "prompt", "answer", "references", "images")
 FORMATS = ("jsonl", "json", "parquet", "csv")
 # Fields a task cannot do without, beyond prompt (a record without an id gets one from its place).
@@ -33,6 +51,12 @@ CHAT_ROLES = ("system", "user", "assistant")
 # Deepest nesting of lists and objects a record may have (the record itself is level 1): deeper
 # structures come near Python's recursion limit when a later stage writes them.
 MAX_DEPTH = 64
+# Source fields tried, in order, for a canonical field the source's ``fields:`` does not map (the
+# DeepVision toolkit's detection); the first one a record has with a value that is not null wins.
+AUTO_FIELDS = {"prompt": ("messages", "prompt", "question", "text", "problem", "query", "input"),
+               "images": ("images", "image", "image_path", "image_paths", "img")}
+# Content parts a chat message may hold: type -> the other keys it must have.
+CONTENT_PARTS = {"text": ("text",), "image": (), "image_url": ("image_url",)}
 
 
 class SourceError(Exception):
@@ -52,7 +76,7 @@ class RawItem:
 
 @dataclass
 class SourceSpec:
-    """One entry of ``sources:`` in the config, with its field mapping resolved."""
+    """One entry of ``sources:`` in the config; ``fields`` holds its explicit field mapping."""
 
     name: str
     path: str
@@ -69,10 +93,18 @@ class SourceSpec:
         if fmt not in FORMATS:
             raise SourceError(f"source {entry.get('name', path)!r}: cannot tell the format of {path}; "
                               f"set format: to one of {', '.join(FORMATS)}")
-        fields = {key: key for key in CANONICAL_KEYS}
-        fields.update(entry.get("fields") or {})
         return cls(name=entry.get("name") or Path(path).stem, path=path, format=fmt,
-                   task=entry.get("task"), fields=fields, image_root=entry.get("image_root"))
+                   task=entry.get("task"), fields=dict(entry.get("fields") or {}), image_root=entry.get("image_root"))
+
+    def candidates(self, key: str) -> tuple[str, ...]:
+        """Source fields that may hold canonical field ``key``, in order (module docstring)."""
+        if key in self.fields:
+            return (self.fields[key],)
+        return AUTO_FIELDS.get(key, (key,))
+
+    def image_folder(self) -> Path:
+        """The folder relative image paths are resolved against."""
+        return Path(self.image_root) if self.image_root else Path(self.path).parent
 
 
 def check_readable(spec: SourceSpec) -> None:
@@ -217,23 +249,32 @@ def derived_id(spec: SourceSpec, item: RawItem) -> str:
     return f"{spec.name}:{item.line}"
 
 
-def to_canonical(item: RawItem, spec: SourceSpec) -> dict:
-    """Map one parsed item onto the canonical record, or raise ``Invalid`` with the reason."""
+def to_canonical(item: RawItem, spec: SourceSpec, *, image_store: Path | None) -> dict:
+    """Map one parsed item onto the canonical record, or raise ``Invalid`` with the reason.
+
+    Embedded images are written to ``image_store`` (``images.normalise_image``)."""
+    from .images import normalise_image
+
     if item.error:
         raise Invalid(item.error)
-    value = item.value
-    if not isinstance(value, dict):
-        raise Invalid(f"not an object: found {type(value).__name__}")
-    f = spec.fields
-    value = json_safe(value, bytes_under=f["images"])
+    raw = item.value
+    if not isinstance(raw, dict):
+        raise Invalid(f"not an object: found {type(raw).__name__}")
+    # The source field of each canonical field; None where the record has none of the candidates.
+    src = {key: next((name for name in spec.candidates(key) if raw.get(name) is not None), None)
+           for key in CANONICAL_KEYS}
+    value = json_safe(raw, bytes_under=src["images"])
 
     def get(key: str, required: bool = False) -> Any:
-        src = f[key]
-        if src not in value or value[src] is None or value[src] == "" and key != "prompt":
+        found = src[key]
+        if found is None or value[found] is None or value[found] == "" and key != "prompt":
             if required:
-                raise Invalid(f"missing required field {key!r} (source field {src!r})")
+                tried = spec.candidates(key)
+                where = (f"source field {tried[0]!r}" if len(tried) == 1
+                         else f"looked for source fields {', '.join(tried)}")
+                raise Invalid(f"missing required field {key!r} ({where})")
             return None
-        return value[src]
+        return value[found]
 
     rec_id = get("id")
     if rec_id is None:
@@ -242,7 +283,8 @@ def to_canonical(item: RawItem, spec: SourceSpec) -> dict:
         raise Invalid(f"wrong type for 'id': expected string or integer, found {type(rec_id).__name__}")
     task = get("task") or spec.task
     if task is None:
-        raise Invalid(f"missing required field 'task' (source field {f['task']!r}, and the source sets no task:)")
+        raise Invalid(f"missing required field 'task' (source field {spec.candidates('task')[0]!r}, and the source "
+                      "sets no task:)")
     if not isinstance(task, str):
         raise Invalid(f"wrong type for 'task': expected string, found {type(task).__name__}")
     prompt = _check_prompt(get("prompt", required=True))
@@ -263,16 +305,17 @@ def to_canonical(item: RawItem, spec: SourceSpec) -> dict:
         record["references"] = references
     for key in TASK_REQUIRED.get(task, ()):
         if not record.get(key):
-            raise Invalid(f"missing required field {key!r} for task {task!r} (source field {f[key]!r})")
+            raise Invalid(f"missing required field {key!r} for task {task!r} (source field "
+                          f"{spec.candidates(key)[0]!r})")
     images = get("images")
+    if isinstance(images, (str, dict, bytes)):
+        images = [images]
+    if images is not None and not isinstance(images, list):
+        raise Invalid(f"wrong type for 'images': expected an image or a list of images, found {type(images).__name__}")
+    _check_placeholders(prompt, len(images or []))
     if images is not None:
-        if isinstance(images, (str, dict)):
-            images = [images]
-        if not isinstance(images, list):
-            raise Invalid(f"wrong type for 'images': expected a path or a list of paths, found {type(images).__name__}")
-        root = Path(spec.image_root) if spec.image_root else Path(spec.path).parent
-        record["images"] = [_check_image(_image_ref(image), root) for image in images]
-    mapped = {f[key] for key in CANONICAL_KEYS}
+        record["images"] = [normalise_image(image, spec.image_folder(), image_store) for image in images]
+    mapped = {found for found in src.values() if found is not None}
     record["source"] = spec.path
     record["meta"] = {k: v for k, v in value.items() if k not in mapped}
     return record
@@ -307,9 +350,9 @@ def _safe(value: Any, where: str, depth: int, bytes_under: str | None) -> Any:
             out = {}
             for key, item in value.items():
                 if not isinstance(key, str):
-                    raise Invalid(f"{_in(where)}: a field name is not text ({type(key).__name__} {_show(repr(key))})")
-                _check_text(key, f"{_in(where)}: field name '{_show(key)}'")
-                out[key] = _safe(item, f"{where}.{_show(key)}" if where else _show(key), depth + 1,
+                    raise Invalid(f"{_in(where)}: a field name is not text ({type(key).__name__} {shown(repr(key))})")
+                _check_text(key, f"{_in(where)}: field name '{shown(key)}'")
+                out[key] = _safe(item, f"{where}.{shown(key)}" if where else shown(key), depth + 1,
                                  bytes_under if where else (key if key == bytes_under else None))
             return out
         return [_safe(item, f"{where}[{index}]", depth + 1, bytes_under) for index, item in enumerate(value)]
@@ -342,7 +385,7 @@ def _check_text(text: str, label: str) -> None:
         raise Invalid(f"{label}: text contains a NUL character (U+0000) at character {nul}")
 
 
-def _show(text: str, limit: int = 80) -> str:
+def shown(text: str, limit: int = 80) -> str:
     """``text`` as it may appear in a reason: writable as UTF-8 and at most ``limit`` characters."""
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
@@ -356,13 +399,17 @@ def _check_prompt(prompt: Any) -> Any:
     if isinstance(prompt, list) and prompt:
         for turn in prompt:
             if not (isinstance(turn, dict) and isinstance(turn.get("role"), str)
-                    and isinstance(turn.get("content"), str)):
-                raise Invalid("wrong type for 'prompt': chat messages need string 'role' and 'content'")
+                    and isinstance(turn.get("content"), (str, list))):
+                raise Invalid("wrong type for 'prompt': chat messages need string 'role' and 'content' "
+                              "(text or a list of content parts)")
         for number, turn in enumerate(prompt, start=1):
             if turn["role"] not in CHAT_ROLES:
-                raise Invalid(f"wrong value for 'prompt': chat message {number} has role '{_show(turn['role'])}'; "
+                raise Invalid(f"wrong value for 'prompt': chat message {number} has role '{shown(turn['role'])}'; "
                               f"expected one of {', '.join(CHAT_ROLES)}")
-        if not any(turn["content"].strip() for turn in prompt):
+            if isinstance(turn["content"], list):
+                for index, part in enumerate(turn["content"], start=1):
+                    _check_part(part, f"chat message {number}, content part {index}")
+        if not any(content_text(turn["content"]).strip() for turn in prompt) and not image_placeholders(prompt):
             raise Invalid("empty prompt")
         return prompt
     if isinstance(prompt, list):
@@ -370,53 +417,29 @@ def _check_prompt(prompt: Any) -> Any:
     raise Invalid(f"wrong type for 'prompt': expected string or chat messages, found {type(prompt).__name__}")
 
 
-def _image_ref(image: Any) -> str:
-    """One entry of ``images`` as a path or data URI: a string, or a ``{bytes, path}`` object (the
-    Hugging Face ``Image`` layout) that has a path and no bytes."""
-    if isinstance(image, str):
-        if not image.strip():
-            raise Invalid("empty image path")
-        return image
-    if isinstance(image, dict) and image and set(image) <= {"bytes", "path"}:
-        if image.get("bytes") is not None:
-            raise Invalid("embedded image bytes ({bytes, path}) are not supported: save the images as files "
-                          "and give their paths")
-        if isinstance(image.get("path"), str) and image["path"].strip():
-            return image["path"]
-        raise Invalid("wrong type for 'images': an image {bytes, path} without bytes needs a path")
-    raise Invalid(f"wrong type for 'images': expected a path or a list of paths, found {type(image).__name__} "
-                  "in the list")
+def _check_part(part: Any, where: str) -> None:
+    """One content part: ``{type: text, text}``, ``{type: image}`` or ``{type: image_url, image_url:
+    {url}}``; keys whose value is null are ignored (Parquet gives every struct field to every part)."""
+    if not isinstance(part, dict):
+        raise Invalid(f"wrong type for 'prompt': {where} is a {type(part).__name__}, expected an object")
+    given = {key: value for key, value in part.items() if value is not None}
+    kind = given.get("type")
+    if not isinstance(kind, str) or kind not in CONTENT_PARTS:
+        raise Invalid(f"wrong value for 'prompt': {where} has type {shown(repr(kind))}; expected one of "
+                      f"{', '.join(CONTENT_PARTS)}")
+    if set(given) != {"type", *CONTENT_PARTS[kind]}:
+        raise Invalid(f"wrong value for 'prompt': {where} ({kind}) has keys {', '.join(sorted(map(shown, given)))}; "
+                      f"expected {', '.join(('type',) + CONTENT_PARTS[kind])}")
+    if kind == "text" and not isinstance(given["text"], str):
+        raise Invalid(f"wrong type for 'prompt': {where} needs string 'text', found {type(given['text']).__name__}")
+    if kind == "image_url" and not (isinstance(given["image_url"], dict)
+                                    and isinstance(given["image_url"].get("url"), str)):
+        raise Invalid(f"wrong type for 'prompt': {where} needs 'image_url' holding a string 'url'")
 
 
-def _check_image(image: str, root: Path) -> str:
-    """Return the image's usable path (or the data URI); raise ``Invalid`` if it is no image."""
-    import binascii
-
-    from PIL import Image
-
-    if image.startswith("data:image"):
-        if "," not in image:
-            raise Invalid("not an image: inline data without a comma before its payload")
-        try:
-            payload = base64.b64decode(image.split(",", 1)[1], validate=True)
-        except binascii.Error as err:
-            raise Invalid(f"not an image: inline data that is not base64 ({err})") from err
-        try:
-            with Image.open(io.BytesIO(payload)) as img:
-                img.verify()
-        except Exception as err:  # PIL raises many types (OSError, SyntaxError, struct.error, ...)
-            raise Invalid(f"not an image: inline base64 data ({type(err).__name__})") from err
-        return image
-    path = Path(image) if Path(image).is_absolute() else root / image
-    try:
-        found = path.is_file()
-    except OSError:  # e.g. a name longer than the file system allows
-        found = False
-    if not found:
-        raise Invalid(f"image not found: {_show(str(path), 200)}")
-    try:
-        with Image.open(path) as img:
-            img.verify()
-    except Exception as err:  # PIL raises many types (OSError, SyntaxError, struct.error, ...)
-        raise Invalid(f"not an image: {_show(str(path), 200)} ({type(err).__name__})") from err
-    return str(path)
+def _check_placeholders(prompt: Any, n_images: int) -> None:
+    """A prompt that places images (``<image>`` in its text, image parts) places all of them."""
+    placed = image_placeholders(prompt)
+    if placed and placed != n_images:
+        raise Invalid(f"image placeholders do not match the images: the prompt places {placed} ('{IMAGE_PLACEHOLDER}' "
+                      f"in its text, image content parts) but the record has {n_images} image(s)")

@@ -165,30 +165,19 @@ class Benchmark:
         return None
 
     def images(self, images: Any) -> list[str]:
-        """An item's images as paths (resolved against ``image_root``, default the benchmark file's
-        folder) or ``data:`` URIs, each checked to decode as an image."""
-        from ..records import load_image
+        """An item's images, each in any form a record's may take (:mod:`juicebox.images`): paths
+        resolved against ``image_root`` (default the benchmark file's folder), embedded images as
+        ``data:`` URIs; each is checked to decode."""
+        from ..images import normalise_image
+        from ..sources import Invalid
 
         if images is None:
             return []
-        if isinstance(images, str):
-            images = [images]
-        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
-            raise ValueError("images must be a path or a list of paths")
         root = Path(self.image_root) if self.image_root else Path(self.path or ".").parent
-        resolved = []
-        for image in images:
-            if not image.startswith("data:"):
-                path = Path(image) if Path(image).is_absolute() else root / image
-                if not path.is_file():
-                    raise ValueError(f"image not found: {path}")
-                image = str(path)
-            try:
-                load_image(image)
-            except Exception as err:  # PIL raises many types (OSError, SyntaxError, binascii.Error, ...)
-                raise ValueError(f"not an image: {image[:200]} ({type(err).__name__}: {err})") from err
-            resolved.append(image)
-        return resolved
+        try:
+            return [normalise_image(image, root, None) for image in (images if isinstance(images, list) else [images])]
+        except Invalid as err:
+            raise ValueError(str(err)) from err
 
     def item_id(self, record: dict, line: int) -> str:
         """The record's id, or ``<name>-<line>`` when it has none."""
