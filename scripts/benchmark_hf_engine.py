@@ -1,76 +1,217 @@
-"""Rollout throughput of the `hf` engine against a naive one-prompt-at-a-time `generate` loop.
+"""Rollout throughput of the `hf` engine against a per-prompt loop, decoding a fixed number of tokens.
 
-Both answer the same prompts with the same model, sampling and number of outputs per prompt;
-tokens/s counts generated answer tokens up to the end-of-turn token. Not a test: run it and read
-the figures (the README quotes them).
+Both answer the same prompts with the same model and sampling (temperature 1, --n answers per
+prompt): the engine in batches of --batch-size prompts, the loop one prompt per `generate` call
+(its n answers together, through the engine's own code). Every answer is exactly --tokens tokens
+long (min_new_tokens = max_new_tokens: no end token stops a row early), so the figures measure
+decoding, not how soon an untrained model happens to stop. Each side is timed --runs times,
+alternating; the median is reported, in generated tokens per second.
 
-    python scripts/benchmark_hf_engine.py --model results/ksigma/sft/model \\
-        --prompts results/demo_data/bench/math_test.jsonl --n 8 --max-tokens 24
+The model is built here, seeded, like the embedded tiny models (--kind text: Qwen2; vlm: the
+LLaVA-architecture VLM, 16 image tokens an image) at the size given (--hidden, --layers), or
+read from --model. Prompts are the demo data's math questions (text) or caption prompts with
+their scene images (vlm). --profile adds what explains the ratio: decode time per step against
+batch rows, the prefill's share, padding. Not a test: run it and read the figures (the README
+quotes them).
+
+    python scripts/benchmark_hf_engine.py --kind text
+    python scripts/benchmark_hf_engine.py --kind vlm --hidden 512 --layers 8 --profile
 """
 
 import argparse
-import json
+import os
+import platform
+import random
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from juicebox.demo_data import (caption_prompt, draw_scene, math_key, math_question, math_solution,  # noqa: E402
+                                scene_key, scene_references)
 from juicebox.engines import Prompt, Sampling, make_engine  # noqa: E402
+from juicebox.models import TinySpec, TinyVisionSpec, build_tiny_model, build_tiny_vlm  # noqa: E402
 from juicebox.records import prompt_messages  # noqa: E402
 
 
-def naive(engine, prompts: list[Prompt], sampling: Sampling) -> int:
-    """One `generate` call per prompt (its n samples together), as a hand-written loop does it."""
+def machine() -> str:
+    """CPU model, cores, torch threads and versions: what the figures were taken on."""
+    import torch
+    import transformers
+
+    cpu = platform.processor() or "?"
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
+            f"transformers {transformers.__version__}")
+
+
+def demo_items(kind: str, count: int, image_dir: Path, seed: int = 0) -> tuple[list[Prompt], list[str]]:
+    """``count`` prompts of the demo data (math questions, or caption prompts with a scene image
+    each, drawn into ``image_dir``) and a tokenizer corpus for building a model."""
+    rng = random.Random(seed)
+    prompts, texts = [], []
+    for i in range(count):
+        if kind == "text":
+            key = math_key(rng)
+            question = math_question(key, rng)
+            prompts.append(Prompt(f"p{i:04d}", prompt_messages(question)))
+            texts += [question, math_solution(key)]
+        else:
+            key, path = scene_key(rng), image_dir / f"scene-{i:04d}.png"
+            draw_scene(key, path)
+            prompts.append(Prompt(f"p{i:04d}", prompt_messages(caption_prompt(rng)), [str(path)]))
+            texts += scene_references(key, rng)
+    return prompts, texts
+
+
+def build(kind: str, outdir: Path, texts: list[str], hidden: int, layers: int) -> dict:
+    """A seeded model of the given size (intermediate 2x hidden, 64-wide heads, 2 query heads per KV head)."""
+    heads = max(4, hidden // 64)
+    spec = TinySpec(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                    num_attention_heads=heads, num_key_value_heads=heads // 2)
+    if kind == "text":
+        return build_tiny_model(outdir, texts * 4, seed=0, spec=spec)
+    return build_tiny_vlm(outdir, texts * 4, seed=0, spec=spec, vision=TinyVisionSpec())
+
+
+def fixed_length(engine) -> None:
+    """Every `generate` call of the engine decodes exactly max_new_tokens (end tokens get no
+    probability before that), so the engine and the loop generate the same number of tokens."""
+    generate = engine.model.generate
+    engine.model.generate = lambda **kwargs: generate(**kwargs, min_new_tokens=kwargs["max_new_tokens"])
+
+
+def batched(engine, prompts: list[Prompt]) -> int:
+    """The engine's run over all prompts; generated tokens."""
+    counted = []
+    engine.run(prompts, lambda prompt, samples: counted.extend(s["n_tokens"] for s in samples))
+    return sum(counted)
+
+
+def loop(engine, prompts: list[Prompt]) -> int:
+    """One `generate` call per prompt (its n samples together), through the engine's own code."""
+    return sum(s["n_tokens"] for p in prompts for s in engine.generate([engine.render(p)], [p.id], [p.images])[0])
+
+
+def timed(fn, *args) -> tuple[float, int]:
+    start = time.perf_counter()
+    tokens = fn(*args)
+    return time.perf_counter() - start, tokens
+
+
+def compare(engine, prompts: list[Prompt], runs: int) -> None:
+    """Median seconds and tokens/s of each way of answering, runs alternating between them:
+    the engine (each prompt prefilled once for its n rows), the engine with every row prefilled
+    (``num_return_sequences`` alone, as before), and the loop (one prompt a call, every row prefilled)."""
+    sides = {f"hf engine (batch {engine.batch_size})": (batched, True),
+             "hf engine, prefill per row": (batched, False),
+             "per-prompt loop": (loop, False)}
+    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    tokens = {}
+    for name, (fn, shares_prefill) in sides.items():  # warm-up, untimed
+        engine.shares_prefill = shares_prefill
+        fn(engine, prompts[:4])
+    for _ in range(runs):
+        for name, (fn, shares_prefill) in sides.items():
+            engine.shares_prefill = shares_prefill
+            s, tokens[name] = timed(fn, engine, prompts)
+            seconds[name].append(s)
+    engine.shares_prefill = True
+    rate = {name: tokens[name] / statistics.median(seconds[name]) for name in sides}
+    for name in sides:
+        median = statistics.median(seconds[name])
+        spread = ", ".join(f"{s:.2f}" for s in seconds[name])
+        print(f"{name:27s} {tokens[name]} tokens, median {median:6.2f} s ({spread}) = {rate[name]:6.0f} tokens/s, "
+              f"{rate[name] / rate['per-prompt loop']:.2f}x the loop")
+
+
+def profile(engine, prompts: list[Prompt], rows_list: list[int], batch_sizes: list[int], tokens: int,
+            runs: int) -> None:
+    """Why the ratio is what it is: prefill and per-step decode time against batch rows (the
+    first prompt repeated, so no padding), the engine against its batch size, and the padding of
+    the engine's batches."""
     import torch
 
-    tokens = 0
-    for prompt in prompts:
-        text = engine.render(prompt)
-        enc = engine.tokenizer(text, return_tensors="pt", add_special_tokens=False)
-        with torch.inference_mode():
-            out = engine.model.generate(**enc, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
-                                        max_new_tokens=sampling.max_tokens, num_return_sequences=sampling.n,
-                                        pad_token_id=engine.tokenizer.pad_token_id,
-                                        eos_token_id=sorted(engine.eos_ids))
-        for row in out[:, enc["input_ids"].shape[1]:].tolist():
-            tokens += engine._sample(0, row)["n_tokens"]
-    return tokens
+    prompt = prompts[0]
+    enc = engine.encoder.encode([engine.render(prompt)], [prompt.images])
+    print(f"decode against batch rows (prompt of {enc['input_ids'].shape[1]} tokens, {tokens} new tokens):")
+    for rows in rows_list:
+        batch = {k: v.repeat(rows, *[1] * (v.ndim - 1)) for k, v in enc.items()}
+
+        def run(new: int) -> float:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                engine.model.generate(**batch, max_new_tokens=new, do_sample=True,  # fixed_length: min = max
+                                      pad_token_id=engine.tokenizer.pad_token_id)
+            return time.perf_counter() - start
+
+        first = statistics.median(run(1) for _ in range(runs))  # prefill and one step
+        whole = statistics.median(run(tokens) for _ in range(runs))
+        step = (whole - first) / (tokens - 1)
+        print(f"  rows {rows:4d}: prefill {first * 1000:7.1f} ms, decode {step * 1000:6.1f} ms/step "
+              f"= {rows / step:6.0f} tokens/s; the prefill is {first / whole:.0%} of the call")
+    default = engine.batch_size
+    print(f"the engine against its batch size ({len(prompts)} prompts, n {engine.sampling.n}):")
+    for size in batch_sizes:
+        engine.batch_size = size
+        seconds = statistics.median(timed(batched, engine, prompts)[0] for _ in range(runs))
+        print(f"  hf engine, batch {size:3d} prompts ({size * engine.sampling.n:4d} rows): "
+              f"{len(prompts) * engine.sampling.n * tokens / seconds:6.0f} tokens/s")
+    engine.batch_size = default
+    lengths = [engine.encoder.length(p) for p in prompts]
+
+    def padding(order: list[int]) -> float:
+        batches = [order[i:i + engine.batch_size] for i in range(0, len(order), engine.batch_size)]
+        padded = sum(max(lengths[j] for j in b) * len(b) for b in batches)
+        return 1 - sum(lengths) / padded
+
+    print(f"padding of the engine's batches: {padding(sorted(range(len(prompts)), key=lambda j: lengths[j])):.1%} "
+          f"sorted by length, {padding(list(range(len(prompts)))):.1%} unsorted "
+          f"(prompts of {min(lengths)}-{max(lengths)} tokens)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--prompts", required=True, help="JSONL with a `question` or `prompt` field")
-    parser.add_argument("--limit", type=int, default=64)
-    parser.add_argument("--n", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=24)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--kind", choices=["text", "vlm"], default="text", help="model and prompts to build")
+    parser.add_argument("--model", help="an existing model directory instead of building one")
+    parser.add_argument("--hidden", type=int, default=128, help="hidden size of the built model")
+    parser.add_argument("--layers", type=int, default=4, help="decoder layers of the built model")
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--n", type=int, default=8, help="answers per prompt")
+    parser.add_argument("--tokens", type=int, default=24, help="new tokens of every answer")
+    parser.add_argument("--batch-size", type=int, default=32, help="prompts per batch of the engine (its default)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs of each side (the median is reported)")
+    parser.add_argument("--profile", action="store_true", help="also measure decode against batch rows, padding")
+    parser.add_argument("--rows", default="8,32,128,256", help="batch rows --profile measures")
+    parser.add_argument("--batch-sizes", default="4,16,64", help="engine batch sizes --profile measures")
     args = parser.parse_args()
 
-    rows = [json.loads(line) for line in Path(args.prompts).read_text().splitlines() if line.strip()][: args.limit]
-    prompts = [Prompt(str(i), prompt_messages(r.get("question") or r["prompt"])) for i, r in enumerate(rows)]
-    sampling = Sampling(n=args.n, temperature=1.0, top_p=1.0, max_tokens=args.max_tokens, seed=0)
-    engine = make_engine({"type": "hf", "batch_size": args.batch_size}, args.model, None, sampling,
-                         threads=args.threads)
-
-    counted = []
-    start = time.perf_counter()
-    engine.run(prompts, lambda prompt, samples: counted.extend(s["n_tokens"] for s in samples))
-    batched_s = time.perf_counter() - start
-    batched_tps = sum(counted) / batched_s
-
-    start = time.perf_counter()
-    naive_tokens = naive(engine, prompts, sampling)
-    naive_s = time.perf_counter() - start
-    naive_tps = naive_tokens / naive_s
-
-    print(f"prompts {len(prompts)}, n {args.n}, max_tokens {args.max_tokens}, threads {args.threads}, "
-          f"model {args.model}")
-    print(f"hf engine (batch {args.batch_size}): {sum(counted)} tokens in {batched_s:.2f} s = {batched_tps:.0f} tokens/s")
-    print(f"naive loop (one prompt per generate): {naive_tokens} tokens in {naive_s:.2f} s = {naive_tps:.0f} tokens/s")
-    print(f"speedup: {batched_tps / naive_tps:.1f}x")
+    with tempfile.TemporaryDirectory() as tmp:
+        prompts, texts = demo_items(args.kind, args.prompts, Path(tmp))
+        model = args.model
+        if model is None:
+            model = str(Path(tmp) / "model")
+            built = build(args.kind, Path(model), texts, args.hidden, args.layers)
+            model_text = f"built {built['architecture']}, hidden {args.hidden}, {args.layers} layers, " \
+                         f"{built['parameters'] / 1e6:.1f}M parameters"
+        else:
+            model_text = model
+        sampling = Sampling(n=args.n, temperature=1.0, top_p=1.0, max_tokens=args.tokens, seed=0)
+        engine = make_engine({"type": "hf", "batch_size": args.batch_size, "device": "cpu"}, model, None, sampling,
+                             threads=args.threads)
+        fixed_length(engine)
+        print(f"machine: {machine()}")
+        print(f"model: {model_text}; {args.kind} prompts {len(prompts)}, n {args.n}, {args.tokens} new tokens each, "
+              f"{args.runs} runs")
+        compare(engine, prompts, args.runs)
+        if args.profile:
+            profile(engine, prompts, [int(r) for r in args.rows.split(",")],
+                    [int(b) for b in args.batch_sizes.split(",")], args.tokens, args.runs)
 
 
 if __name__ == "__main__":

@@ -255,8 +255,43 @@ def test_hf_engine_greedy_preset_samples_its_n_answers(model_dir):
     generate = engine.model.generate
     engine.model.generate = lambda **kw: seen.append(kw) or generate(**kw)
     samples, _ = collect(engine, prompts(2))
-    assert [(kw["do_sample"], kw["temperature"], kw["num_return_sequences"]) for kw in seen] == [(True, 0.01, 3)]
+    sampled = [kw for kw in seen if kw["do_sample"]]  # the other call is the shared prefill
+    # one sampling call: 2 prompts x 3 answers (rows repeated after the prefill, or by num_return_sequences)
+    assert [(kw["temperature"], len(kw["input_ids"]) * kw["num_return_sequences"]) for kw in sampled] == [(0.01, 6)]
     assert all([a["index"] for a in answers] == [0, 1, 2] for answers in samples.values())
+
+
+def prefill_rows(engine) -> list[int]:
+    """Rows of every forward call of the engine's model that reads more than one new token (a prefill)."""
+    rows = []
+
+    def hook(module, args, kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] > 1:
+            rows.append(ids.shape[0])
+
+    engine.model.register_forward_pre_hook(hook, with_kwargs=True)
+    return rows
+
+
+def test_hf_engine_prefills_each_prompt_once_with_the_same_answers(model_dir):
+    sampling = Sampling(n=4, temperature=1.0, max_tokens=8, seed=3, presence_penalty=0.5)
+    items = prompts(6)
+    shared = hf_engine(model_dir, sampling, batch_size=3)
+    rows = prefill_rows(shared)
+    answers, _ = collect(shared, items)
+    assert shared.shares_prefill and rows == [3, 3]  # two batches of 3 prompts, not of 3 x 4 rows
+    plain = hf_engine(model_dir, sampling, batch_size=3)
+    plain.shares_prefill = False  # num_return_sequences alone: every prompt prefilled n times
+    rows = prefill_rows(plain)
+    assert collect(plain, items)[0] == answers and rows == [12, 12]
+
+
+def test_hf_engine_top_k_0_samples_from_the_whole_vocabulary(model_dir):
+    """top_k 0 is off: transformers' default top_k (50) must not apply."""
+    engine = hf_engine(model_dir, Sampling(n=300, temperature=1.0, max_tokens=1, seed=0))
+    [[answers]] = [collect(engine, prompts(1))[0].values()]
+    assert len({a["text"] for a in answers}) > 50
 
 
 def test_presence_and_frequency_penalty_on_a_hand_made_score_tensor():
@@ -388,6 +423,8 @@ def test_openai_engine_launches_its_server_and_stops_it_on_close(model_dir, tmp_
         engine.close()
     assert sorted(samples) == ["q000", "q001", "q002"]
     assert all(len(answers) == 2 for answers in samples.values())
+    # sampled, not the argmax answer twice (the tiny model's generation_config does not turn sampling on)
+    assert any(answers[0]["text"] != answers[1]["text"] for answers in samples.values())
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)
@@ -565,11 +602,12 @@ def test_transformers_serve_refuses_penalties_by_name_before_launching():
         make_engine(cfg, "no/such/model", None, Sampling.from_config({"preset": "qwen_ins"}, seed=0))
 
 
-def test_launched_vllm_keeps_neutral_sampling_neutral(monkeypatch):
+def test_launched_vllm_keeps_neutral_sampling_neutral(model_dir, monkeypatch):
     # The engine leaves neutral fields out of a request; a vLLM server would fill them from the
     # model's generation_config.json unless told to use its own neutral defaults.
     monkeypatch.setattr(servers, "visible_gpus", lambda: ["0", "1"])
-    (cmd, env), = servers.server_commands("vllm", "m", None, 2, 1, [8000], [])
+    (cmd, env), = servers.server_commands("vllm", model_dir, None, 2, 1, [8000], [])
     assert cmd[cmd.index("--generation-config") + 1] == "vllm" and env == {"CUDA_VISIBLE_DEVICES": "0,1"}
-    (cmd, _), = servers.server_commands("vllm", "m", None, 1, 1, [8000], ["--generation-config=auto"])
+    assert "--limit-mm-per-prompt" not in cmd  # a text model: vLLM refuses the flag for it
+    (cmd, _), = servers.server_commands("vllm", model_dir, None, 1, 1, [8000], ["--generation-config=auto"])
     assert cmd.count("--generation-config") == 0 and cmd[-1] == "--generation-config=auto"

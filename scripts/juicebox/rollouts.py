@@ -6,9 +6,10 @@ record is accounted for in the ledger's rollout stage, counted in prompts:
 ``in`` = processed records, ``kept`` = prompts with at least one answer, ``dropped`` by reason
 (``task_not_selected``, ``over_limit``, ``prompt_too_long``, ``no_answer``).
 
-A prompt longer than ``max_prompt_tokens`` (after the chat template) is not sent to the engine;
-it is written with no samples and ``dropped: prompt_too_long``, as vLLM refuses prompts beyond
-its context. Junk such as an overlong scraped page would otherwise dominate the batch's memory.
+A prompt longer than ``max_prompt_tokens`` (after the chat template; a vision-language model's
+image tokens count) is not sent to the engine; it is written with no samples and ``dropped:
+prompt_too_long``, as vLLM refuses prompts beyond its context. Junk such as an overlong scraped
+page would otherwise dominate the batch's memory.
 """
 
 from __future__ import annotations
@@ -38,15 +39,19 @@ def select_prompts(records: list[dict], tasks: list[str] | None, limit: int | No
 
 
 def too_long(records: list[dict], model: str, system_prompt: str | None, limit: int | None) -> set[str]:
-    """Ids of the records whose rendered prompt has more than ``limit`` tokens."""
+    """Ids of the records whose rendered prompt has more than ``limit`` tokens, counted as the ``hf``
+    engine counts them: a vision-language model's image tokens included (its processor's count)."""
     if limit is None or not records:
         return set()
-    from .models import load_tokenizer
+    from .engines.hf import PromptEncoder
 
-    tokenizer = load_tokenizer(model)
-    return {r["id"] for r in records
-            if len(tokenizer.apply_chat_template(prompt_messages(r["prompt"], system_prompt), tokenize=True,
-                                                 add_generation_prompt=True, return_dict=False)) > limit}
+    encoder = PromptEncoder.load(model)
+    return {r["id"] for r in records if encoder.length(as_prompt(r, system_prompt)) > limit}
+
+
+def as_prompt(record: dict, system_prompt: str | None) -> Prompt:
+    """The engines' prompt of a record: its id, chat messages (with the system prompt) and images."""
+    return Prompt(record["id"], prompt_messages(record["prompt"], system_prompt), record_images(record))
 
 
 def run_shard(records: list[dict], output: str, engine_cfg: dict, model: str, adapter: str | None,
@@ -80,8 +85,7 @@ def run_shard(records: list[dict], output: str, engine_cfg: dict, model: str, ad
         try:
             # The whole shard and what is done: the engine batches by position in the shard and
             # answers (and passes to on_done) only the prompts not done.
-            engine.run([Prompt(r["id"], prompt_messages(r["prompt"], system_prompt), record_images(r))
-                        for r in answerable], on_done, done=done)
+            engine.run([as_prompt(r, system_prompt) for r in answerable], on_done, done=done)
         finally:
             engine.close()
     return shard.finish(r["id"] for r in records)

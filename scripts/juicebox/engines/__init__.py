@@ -11,6 +11,9 @@ every answer is the one an uninterrupted run gives.
   KV cache, for CPU and small GPUs.
 * ``openai`` (:mod:`.openai`): an async client over OpenAI-compatible endpoints, given or launched
   (``vllm serve`` on GPUs, ``transformers serve`` on CPU; :mod:`.servers`).
+
+Both answer prompts with images (``Prompt.images``) with a vision-language model; a text-only
+model refuses them by name (:func:`check_sees_images`) rather than answer without the images.
 """
 
 from __future__ import annotations
@@ -105,6 +108,15 @@ class Prompt:
     id: str
     messages: list[dict]
     images: list[str] = field(default_factory=list)
+
+
+def check_sees_images(prompt: Prompt, model: str, vision: bool) -> None:
+    """Refuse a prompt with images for a text-only model, naming both: answering it without the
+    images would pass for an answer to the prompt."""
+    if prompt.images and not vision:
+        raise ValueError(f"prompt {prompt.id} has {len(prompt.images)} image(s), but model {model} is a text-only "
+                         "model: use a vision-language model for prompts with images, or leave their task out "
+                         "(rollouts.tasks)")
 
 
 def stable_seed(*parts: Any) -> int:

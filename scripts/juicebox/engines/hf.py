@@ -1,10 +1,16 @@
 """The ``hf`` engine: in-process transformers generation, batched.
 
-Prompts are rendered with the tokenizer's chat template, sorted by length (so a batch wastes
-little on padding), left-padded and generated together with the KV cache; each prompt's n
-answers come from ``num_return_sequences``. Each batch is seeded from the run's seed and the
-ids in it, so the same shard gives the same answers on the same machine. The batches are formed
-from the whole shard, also when a resumed run has only some prompts left (``run``'s ``done``).
+The model is loaded by :func:`..models.load_model`: a text model with its tokenizer, a
+vision-language model (VLM) with its processor. Prompts are rendered with the chat template
+(a prompt's images become image content parts, :func:`..records.with_image_parts`), sorted by
+length in tokens (a VLM's image tokens included, so a batch wastes little on padding),
+left-padded and generated together with the KV cache; a VLM gets each batch's images through
+its processor. Each prompt is prefilled once and its KV cache repeated for its n answers (the
+answers ``num_return_sequences`` gives, without computing the prompt n times). Each batch is
+seeded from the run's seed and the ids in it, so the same shard gives the same answers on the
+same machine. The batches are formed from the whole shard, also when a resumed run has only some
+prompts left (``run``'s ``done``). A text model given a prompt with images refuses it by name
+rather than answer without the images.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import logging
 from dataclasses import dataclass
 from typing import Collection
 
+from ..models import is_vision_language, load_processing, tokenizer_of
+from ..records import load_image, with_image_parts
 from ..spec import option
-from . import EngineOptions, OnDone, Prompt, Sampling, register, stable_seed
+from . import EngineOptions, OnDone, Prompt, Sampling, check_sees_images, register, stable_seed
 
 log = logging.getLogger("juicebox")
 
@@ -42,6 +50,45 @@ class PresenceFrequencyPenalty:
         return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
+class PromptEncoder:
+    """Prompts into model input for one model: a text model's tokenizer, or a VLM's processor.
+
+    Shared by the ``hf`` engine and the rollouts' ``max_prompt_tokens`` filter, so both count a
+    prompt's tokens alike: with a VLM, each image as the image tokens its processor expands it
+    into. A text model's prompts go through exactly the calls they always went through.
+    """
+
+    def __init__(self, model: str, processing, vision: bool):
+        self.model, self.processing, self.vision = str(model), processing, vision
+        self.tokenizer = tokenizer_of(processing)
+
+    @classmethod
+    def load(cls, model: str) -> "PromptEncoder":
+        """The encoder of the model at ``model`` (its processing class only, no weights)."""
+        vision = is_vision_language(model)
+        return cls(model, load_processing(model, padding_side="left", vision=vision), vision)
+
+    def render(self, prompt: Prompt) -> str:
+        """The prompt as the model sees it (chat template with the generation prompt), its images as
+        image parts. A text model refuses a prompt with images, naming the model and the prompt."""
+        check_sees_images(prompt, self.model, self.vision)
+        return self.processing.apply_chat_template(with_image_parts(prompt.messages, len(prompt.images)),
+                                                   tokenize=False, add_generation_prompt=True)
+
+    def encode(self, texts: list[str], images: list[list[str]] | None = None):
+        """Rendered prompts (and each one's images, for a VLM) as left-padded tensors on the CPU."""
+        if not self.vision:
+            return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        pictures = [[load_image(ref) for ref in refs] for refs in images or [[] for _ in texts]]
+        return self.processing(text=texts, images=pictures if any(pictures) else None, return_tensors="pt",
+                               padding=True, add_special_tokens=False)
+
+    def length(self, prompt: Prompt, text: str | None = None) -> int:
+        """Tokens of the rendered prompt (``text``, rendered here when not given), image tokens included."""
+        text = self.render(prompt) if text is None else text
+        return self.encode([text], [prompt.images])["input_ids"].shape[1]
+
+
 @register("hf")
 class HFEngine:
     """Generate with ``model.generate`` on batches of ``batch_size`` prompts (CPU or one GPU)."""
@@ -62,15 +109,20 @@ class HFEngine:
                  threads: int | None = None, log_dir: str | None = None):
         import torch
 
-        from ..models import load_causal_lm, load_tokenizer
+        from ..models import load_model
 
         if threads:
             torch.set_num_threads(threads)
         self.model_path, self.adapter, self.sampling = model, adapter, sampling
         self.batch_size = options.batch_size
-        self.tokenizer = load_tokenizer(model, padding_side="left")
-        self.model = load_causal_lm(model, adapter=adapter, dtype=options.dtype, device=options.device)
+        loaded = load_model(model, adapter=adapter, dtype=options.dtype, device=options.device)
+        self.model = loaded.model
+        self.encoder = PromptEncoder(model, loaded.processing, loaded.vision)
+        self.tokenizer = self.encoder.tokenizer
         self.eos_ids = self._eos_ids()
+        # Models that compute multimodal (3D) rope positions at prefill keep them per batch row
+        # (Qwen2-VL and its kin: ``get_rope_index``); they take the plain path (see _prefilled).
+        self.shares_prefill = not any(hasattr(module, "get_rope_index") for module in self.model.modules())
 
     def _eos_ids(self) -> set[int]:
         ids = self.model.generation_config.eos_token_id
@@ -82,8 +134,8 @@ class HFEngine:
         return {"type": "hf", "model": self.model_path, "adapter": self.adapter, "batch_size": self.batch_size}
 
     def render(self, prompt: Prompt) -> str:
-        """The prompt as the model sees it (chat template with the generation prompt)."""
-        return self.tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
+        """The prompt as the model sees it (:meth:`PromptEncoder.render`)."""
+        return self.encoder.render(prompt)
 
     def run(self, prompts: list[Prompt], on_done: OnDone, done: Collection[str] = ()) -> None:
         """Answer every prompt not in ``done`` n times, calling ``on_done`` after each batch, prompt by prompt.
@@ -95,23 +147,27 @@ class HFEngine:
         """
         from ..shards import pending_batches
 
-        rendered = [(p, self.render(p)) for p in prompts]
-        lengths = {p.id: len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) for p, text in rendered}
+        rendered = [(p, self.render(p)) for p in prompts]  # a text model refuses image prompts before any work
+        lengths = {p.id: self.encoder.length(p, text) for p, text in rendered}
         rendered.sort(key=lambda pt: (lengths[pt[0].id], pt[0].id))
         for batch in pending_batches(rendered, self.batch_size, done, key=lambda pt: pt[0].id):
-            for prompt, samples in zip((p for p, _ in batch), self.generate([t for _, t in batch],
-                                                                             [p.id for p, _ in batch])):
+            answers = self.generate([t for _, t in batch], [p.id for p, _ in batch], [p.images for p, _ in batch])
+            for (prompt, _), samples in zip(batch, answers):
                 if prompt.id not in done:
                     on_done(prompt, samples)
 
-    def generate(self, texts: list[str], ids: list[str]) -> list[list[dict]]:
-        """n samples for each rendered prompt of one batch."""
+    def generate(self, texts: list[str], ids: list[str], images: list[list[str]] | None = None) -> list[list[dict]]:
+        """n samples for each rendered prompt of one batch (``images``: each prompt's, for a VLM)."""
         import torch
 
         s = self.sampling
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+        enc = self.encoder.encode(texts, images)
+        # a VLM's pixel values in the model's dtype (BatchFeature.to casts floating tensors only)
+        enc = enc.to(self.model.device, dtype=self.model.dtype) if self.encoder.vision else enc.to(self.model.device)
         n_return = 1 if s.greedy else s.n
-        kwargs = dict(max_new_tokens=s.max_tokens, num_return_sequences=n_return,
+        shared = self._prefilled(enc, n_return) if n_return > 1 and self.shares_prefill else None
+        inputs, expand = (shared, 1) if shared else (dict(enc), n_return)
+        kwargs = dict(max_new_tokens=s.max_tokens, num_return_sequences=expand,
                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=sorted(self.eos_ids),
                       repetition_penalty=s.repetition_penalty)
         if s.greedy:
@@ -125,7 +181,7 @@ class HFEngine:
                 enc["input_ids"].shape[1], s.presence_penalty, s.frequency_penalty)])
         torch.manual_seed(stable_seed(s.seed, *ids))
         with torch.inference_mode():
-            out = self.model.generate(**enc, **kwargs)
+            out = self.model.generate(**inputs, **kwargs)
         new = out[:, enc["input_ids"].shape[1]:].tolist()
         results = []
         for i in range(len(texts)):
@@ -135,6 +191,34 @@ class HFEngine:
                 samples = [{**samples[0], "index": k} for k in range(s.n)]
             results.append(samples)
         return results
+
+    def _prefilled(self, enc, n: int) -> dict | None:
+        """The batch with each prompt's KV cache computed once and repeated for its n rows (None
+        for a model whose cache cannot be cut back and repeated: it prefills every row from then on).
+
+        ``num_return_sequences`` repeats every prompt n times before the prefill, which then
+        computes the same keys and values n times: with short answers most of the work (about
+        half of it at 24 new tokens on a CPU, README). Here generate's own prefill (positions,
+        images and all; one argmax token, discarded, draws no random numbers) fills the cache of
+        the prompts once; it is cut back by the last prompt token, whose logits the sampling call
+        computes, and repeated n times a row. The answers are the ones ``num_return_sequences``
+        gives, bit for bit (tests compare them).
+        """
+        import torch
+
+        with torch.inference_mode():
+            cache = self.model.generate(**enc, max_new_tokens=1, do_sample=False, temperature=None, top_p=None,
+                                        top_k=None, pad_token_id=self.tokenizer.pad_token_id,
+                                        return_dict_in_generate=True).past_key_values
+        try:
+            cache.crop(-1)
+            cache.batch_repeat_interleave(n)
+        except (NotImplementedError, ValueError) as err:  # e.g. a static or sliding-window cache
+            log.warning("%s: the prefill cannot be shared (%s); every answer row is prefilled", self.model_path, err)
+            self.shares_prefill = False
+            return None
+        return {"input_ids": enc["input_ids"].repeat_interleave(n, dim=0),
+                "attention_mask": enc["attention_mask"].repeat_interleave(n, dim=0), "past_key_values": cache}
 
     def _sample(self, index: int, tokens: list[int]) -> dict:
         """One answer: text up to the first end token, its token count and why it stopped."""

@@ -7,6 +7,10 @@ with exponential backoff on whichever endpoint is free next; a server that dies 
 retries, not answers. A prompt whose requests still fail after ``retries`` is not written; the
 run reports it and fails at the end, so a rerun asks again for exactly those prompts.
 
+A prompt's images go in its user turns as ``image_url`` content parts holding base64 ``data:``
+URLs, where the prompt places them (:func:`..records.with_image_parts`); a text-only prompt's
+messages are sent as they are.
+
 Servers are either given (``endpoints:``) or launched for the rule and stopped after it
 (``launch:``, see :mod:`.servers`). The API key, if any, is read from the environment variable
 named by ``api_key_env`` and is never logged or written.
@@ -16,14 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
 from dataclasses import dataclass
 from typing import Collection, Literal
 
+from ..records import image_data_url, with_image_parts
 from ..spec import Options, option
-from . import NEUTRAL_SAMPLING, EngineOptions, OnDone, Prompt, Sampling, register, stable_seed
+from . import NEUTRAL_SAMPLING, EngineOptions, OnDone, Prompt, Sampling, check_sees_images, register, stable_seed
 
 log = logging.getLogger("juicebox")
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -46,6 +52,18 @@ def scrub(text: str, secret: str | None, limit: int | None = None) -> str:
     if secret:
         text = text.replace(secret, "***")
     return text if limit is None else text[:limit]
+
+
+def request_messages(prompt: Prompt) -> list[dict]:
+    """The prompt's chat messages as a request sends them: each image an ``image_url`` part with a
+    base64 ``data:`` URL where :func:`..records.with_image_parts` places it (servers read no local
+    paths); a prompt without images is sent as it is."""
+    if not prompt.images:
+        return prompt.messages
+    urls = iter([image_data_url(ref) for ref in prompt.images])
+    return [{**message, "content": [{"type": "image_url", "image_url": {"url": next(urls)}}
+                                    if part["type"] == "image" else part for part in message["content"]]}
+            for message in with_image_parts(prompt.messages, len(prompt.images))]
 
 
 def check_supported(sampling: Sampling, kind: str) -> None:
@@ -82,7 +100,16 @@ class LaunchOptions(Options):
     tensor_parallel_size: int = option(1, "vLLM: GPUs per server.", minimum=1)
     data_parallel_size: int = option(1, "vLLM: servers, each on its own tensor_parallel_size GPUs.", minimum=1)
     startup_timeout: float = option(600.0, "Seconds to wait for the servers to answer.", exclusive_minimum=0)
+    images_per_prompt: int = option(1, "vLLM serving a vision-language model: the most images one prompt may "
+                                    "carry (`--limit-mm-per-prompt '{\"image\": N}'`; vLLM reserves memory for "
+                                    "that many); a prompt with more is refused before any request.", minimum=1)
     extra_args: list[str] = option([], "Extra command-line arguments of the server.")
+
+    def check(self) -> None:
+        """The image limit is set by ``images_per_prompt`` only, so the engine knows it."""
+        if any(arg.split("=")[0] == "--limit-mm-per-prompt" for arg in self.extra_args):
+            raise ValueError("set launch.images_per_prompt instead of passing --limit-mm-per-prompt in "
+                             "launch.extra_args")
 
 
 class RequestFailed(RuntimeError):
@@ -154,14 +181,22 @@ class OpenAIEngine:
             raise ValueError(f"environment variable {api_key_env} (api_key_env) is not set")
         self._stack = contextlib.ExitStack()
         launch = options.launch
+        # What a launched server's model can take (a text model no images, vLLM images_per_prompt)
+        # and whether requests must ask for sampling (_body); unknown for given endpoints.
+        self.vision: bool | None = None
+        self.images_per_prompt: int | None = None
+        self.sample_explicitly = launch is not None and launch.kind == "transformers"
         if launch is not None:
+            from ..models import is_vision_language
             from .servers import launch as launch_servers
 
             check_supported(sampling, launch.kind)  # before launching anything
+            self.vision = is_vision_language(model)
+            self.images_per_prompt = launch.images_per_prompt if launch.kind == "vllm" else None
             urls, name = self._stack.enter_context(launch_servers(
                 launch.kind, model, adapter, log_dir, tensor_parallel_size=launch.tensor_parallel_size,
                 data_parallel_size=launch.data_parallel_size, startup_timeout=launch.startup_timeout,
-                extra_args=launch.extra_args))
+                extra_args=launch.extra_args, images_per_prompt=launch.images_per_prompt))
             self.endpoints = [Endpoint(u, options.concurrency) for u in urls]
             self.served_model = options.served_model or name
             self.request_n = launch.kind == "vllm" or options.request_n
@@ -181,12 +216,25 @@ class OpenAIEngine:
 
         Each request is seeded from the prompt's id (and sample index) alone, never from its
         position or from the other prompts, so skipping the ``done`` ones changes no answer.
+        A launched server's model refuses, before any request, prompts with images it cannot take.
         """
-        asyncio.run(self._run([p for p in prompts if p.id not in done], on_done))
+        todo = [p for p in prompts if p.id not in done]
+        for prompt in todo:
+            self._check_images(prompt)
+        asyncio.run(self._run(todo, on_done))
         if self.failed:
             first = next(iter(self.failed.items()))
             raise RequestFailed(f"{len(self.failed)} prompt(s) failed after {self.retries} retries "
                                 f"(first: {first[0]}: {first[1]}); rerun to ask again for them only")
+
+    def _check_images(self, prompt: Prompt) -> None:
+        """Refuse by name a prompt with images for a launched text model (it cannot see them), or
+        with more images than a launched vLLM takes (``images_per_prompt``)."""
+        if self.vision is not None:
+            check_sees_images(prompt, self.model_path, self.vision)
+        if self.images_per_prompt is not None and len(prompt.images) > self.images_per_prompt:
+            raise ValueError(f"prompt {prompt.id} has {len(prompt.images)} images, more than the launched vLLM "
+                             f"takes (launch.images_per_prompt: {self.images_per_prompt}); raise it")
 
     async def _run(self, prompts: list[Prompt], on_done: OnDone) -> None:
         import aiohttp
@@ -208,21 +256,29 @@ class OpenAIEngine:
     async def _answer(self, session, prompt: Prompt) -> list[dict]:
         """n samples for one prompt: one request asking for n, or n requests of one."""
         s = self.sampling
+        messages = request_messages(prompt)  # images encoded once for the prompt's requests
         if s.greedy:
-            first = (await self._request(session, prompt, 1, stable_seed(s.seed, prompt.id)))[0]
+            first = (await self._request(session, prompt, messages, 1, stable_seed(s.seed, prompt.id)))[0]
             return [{**first, "index": k} for k in range(s.n)]
         if self.request_n:
-            samples = await self._request(session, prompt, s.n, stable_seed(s.seed, prompt.id))
+            samples = await self._request(session, prompt, messages, s.n, stable_seed(s.seed, prompt.id))
         else:
             samples = []
             for k in range(s.n):
-                samples += await self._request(session, prompt, 1, stable_seed(s.seed, prompt.id, k))
+                samples += await self._request(session, prompt, messages, 1, stable_seed(s.seed, prompt.id, k))
         return [{**sample, "index": k} for k, sample in enumerate(samples)]
 
-    def _body(self, prompt: Prompt, n: int, seed: int) -> dict:
+    def _body(self, messages: list[dict], n: int, seed: int) -> dict:
         s = self.sampling
-        body = {"model": self.served_model, "messages": prompt.messages, "max_tokens": s.max_tokens, "n": n,
+        body = {"model": self.served_model, "messages": messages, "max_tokens": s.max_tokens, "n": n,
                 "temperature": s.temperature, "top_p": s.top_p, "seed": seed}
+        if self.sample_explicitly and not s.greedy:
+            # `transformers serve` samples only when the model's generation_config.json says
+            # do_sample (a temperature never turns it on; the tiny models' does not): without this
+            # its n answers would all be the argmax one. And a top_k the model leaves unset would be
+            # transformers' default, 50; check_supported keeps ours at 0, off. Fields left out keep
+            # the model's values.
+            body["generation_config"] = json.dumps({"do_sample": True, "top_k": 0})
         if s.top_k:
             body["top_k"] = s.top_k
         if s.repetition_penalty != 1.0:
@@ -248,12 +304,13 @@ class OpenAIEngine:
             endpoint.in_flight -= 1
             self._free.notify_all()
 
-    async def _request(self, session, prompt: Prompt, n: int, seed: int) -> list[dict]:
-        """POST one chat completion with retries and backoff; return its choices as samples."""
+    async def _request(self, session, prompt: Prompt, messages: list[dict], n: int, seed: int) -> list[dict]:
+        """POST one chat completion of ``messages`` (the prompt's, as sent) with retries and backoff;
+        return its choices as samples."""
         import aiohttp
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        body = self._body(prompt, n, seed)
+        body = self._body(messages, n, seed)
         error = "no attempt"
         rng = random.Random(seed)
         # A dead server fails at once, so it always has the most free slots: retry elsewhere.

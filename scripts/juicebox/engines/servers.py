@@ -2,7 +2,8 @@
 
 * ``vllm``: ``data_parallel_size`` servers of ``vllm serve``, each over ``tensor_parallel_size``
   GPUs (``CUDA_VISIBLE_DEVICES`` slices of the GPUs the job was given); a LoRA adapter is served
-  under the name ``adapter`` with ``--enable-lora``.
+  under the name ``adapter`` with ``--enable-lora`` and a ``--max-lora-rank`` that holds its rank;
+  a vision-language model takes ``images_per_prompt`` images a prompt (``--limit-mm-per-prompt``).
 * ``transformers``: ``transformers serve`` on CPU (or one GPU); it has no LoRA support, so an
   adapter is merged into a full model directory first.
 
@@ -13,6 +14,7 @@ servers are terminated (then killed) on exit, also when the rule fails.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -51,28 +53,60 @@ def visible_gpus() -> list[str]:
     return []
 
 
+# The values vLLM's --max-lora-rank accepts (vllm/config/lora.py, ``MaxLoRARanks``).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def adapter_rank(adapter: str | os.PathLike) -> int:
+    """The largest LoRA rank of a PEFT adapter: ``r`` in its adapter_config.json, or a larger one
+    its ``rank_pattern`` gives some modules."""
+    config = json.loads((Path(adapter) / "adapter_config.json").read_text(encoding="utf-8"))
+    return max([int(config["r"]), *map(int, (config.get("rank_pattern") or {}).values())])
+
+
+def vllm_lora_rank(rank: int) -> int:
+    """The smallest ``--max-lora-rank`` vLLM accepts that holds an adapter of ``rank``."""
+    fitting = [r for r in VLLM_LORA_RANKS if r >= rank]
+    if not fitting:
+        raise ServerFailed(f"LoRA rank {rank} is above the largest --max-lora-rank vLLM serves "
+                           f"({VLLM_LORA_RANKS[-1]}); merge the adapter into the model instead")
+    return fitting[0]
+
+
+def vllm_args(model: str, adapter: str | None, extra_args: list[str], images_per_prompt: int) -> list[str]:
+    """The arguments ``vllm serve`` gets beyond port and parallelism; an option also in ``extra_args``
+    is left to it (``--limit-mm-per-prompt`` never is: LaunchOptions refuses it there)."""
+    from ..models import is_vision_language
+
+    given = {arg.split("=")[0] for arg in extra_args}
+    args = []
+    if "--generation-config" not in given:
+        # vLLM fills sampling fields a request leaves out from the model's
+        # generation_config.json by default ("auto"); the engine leaves out the neutral
+        # values (top_k 0, repetition_penalty 1, penalties 0), which must stay neutral.
+        args += ["--generation-config", "vllm"]
+    if is_vision_language(model):
+        # vLLM's JSON form (vllm/config/multimodal.py, limit_per_prompt); a text model must not get it
+        args += ["--limit-mm-per-prompt", json.dumps({"image": images_per_prompt})]
+    if adapter:
+        args += ["--enable-lora", "--lora-modules", f"adapter={adapter}"]
+        if "--max-lora-rank" not in given:  # vLLM's default, 16, refuses adapters of a higher rank
+            args += ["--max-lora-rank", str(vllm_lora_rank(adapter_rank(adapter)))]
+    return args + list(extra_args)
+
+
 def server_commands(kind: str, model: str, adapter: str | None, tp: int, dp: int, ports: list[int],
-                    extra_args: list[str]) -> list[tuple[list[str], dict[str, str]]]:
+                    extra_args: list[str], images_per_prompt: int = 1) -> list[tuple[list[str], dict[str, str]]]:
     """The command line and extra environment of each server to launch."""
     if kind == "vllm":
         gpus = visible_gpus()
         if len(gpus) < tp * dp:
             raise ServerFailed(f"vllm needs tensor_parallel_size {tp} x data_parallel_size {dp} = {tp * dp} GPUs; "
                                f"this job sees {len(gpus)} ({','.join(gpus) or 'none'})")
-        commands = []
-        for i, port in enumerate(ports):
-            cmd = ["vllm", "serve", model, "--port", str(port), "--host", "127.0.0.1",
-                   "--tensor-parallel-size", str(tp), "--served-model-name", "model"]
-            if not any(arg.split("=")[0] == "--generation-config" for arg in extra_args):
-                # vLLM fills sampling fields a request leaves out from the model's
-                # generation_config.json by default ("auto"); the engine leaves out the neutral
-                # values (top_k 0, repetition_penalty 1, penalties 0), which must stay neutral.
-                cmd += ["--generation-config", "vllm"]
-            if adapter:
-                cmd += ["--enable-lora", "--lora-modules", f"adapter={adapter}"]
-            env = {"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * tp:(i + 1) * tp])}
-            commands.append((cmd + list(extra_args), env))
-        return commands
+        args = vllm_args(model, adapter, extra_args, images_per_prompt)
+        return [(["vllm", "serve", model, "--port", str(port), "--host", "127.0.0.1", "--tensor-parallel-size",
+                  str(tp), "--served-model-name", "model", *args],
+                 {"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * tp:(i + 1) * tp])}) for i, port in enumerate(ports)]
     if kind == "transformers":
         exe = str(Path(sys.executable).parent / "transformers")
         return [([exe, "serve", model, "--port", str(port), "--host", "127.0.0.1", *extra_args], {})
@@ -119,8 +153,9 @@ def stop(procs: list[subprocess.Popen], grace: float = 15.0) -> None:
 @contextlib.contextmanager
 def launch(kind: str, model: str, adapter: str | None, log_dir: str | os.PathLike,
            tensor_parallel_size: int = 1, data_parallel_size: int = 1, startup_timeout: float = 600,
-           extra_args: list[str] | None = None) -> Iterator[tuple[list[str], str]]:
-    """Start the servers; yield (their base URLs, the model name to request); stop them on exit."""
+           extra_args: list[str] | None = None, images_per_prompt: int = 1) -> Iterator[tuple[list[str], str]]:
+    """Start the servers; yield (their base URLs, the model name to request); stop them on exit.
+    ``images_per_prompt``: the most images one prompt may carry (vLLM, vision-language models)."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     served_model = model
@@ -131,7 +166,7 @@ def launch(kind: str, model: str, adapter: str | None, log_dir: str | os.PathLik
         adapter = None
     ports = [free_port() for _ in range(data_parallel_size)]
     commands = server_commands(kind, served_model, adapter, tensor_parallel_size, data_parallel_size, ports,
-                               list(extra_args or []))
+                               list(extra_args or []), images_per_prompt)
     procs: list[subprocess.Popen] = []
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
