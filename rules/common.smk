@@ -155,6 +155,13 @@ def shard_files(stage):
     return files
 
 
+def training_summaries(wildcards):
+    """The summaries of the experiment's trainings (the ledger's training section): SFT if on, DPO."""
+    names = ["sft", "dpo"] if experiment(wildcards)["sft"]["enabled"] else ["dpo"]
+    folders = {"sft": "sft", "dpo": "train"}
+    return {name: f"results/{wildcards.exp}/{folders[name]}/summary.json" for name in names}
+
+
 def benchmarks(exp):
     """Benchmark names of an experiment."""
     return list(EXPERIMENTS[exp]["eval"]["benchmarks"])

@@ -7,13 +7,6 @@ LEDGER_STAGES = {
 }
 
 
-def training_summaries(wildcards):
-    """The summaries of the experiment's trainings (the ledger's training section): SFT if on, DPO."""
-    names = ["sft", "dpo"] if experiment(wildcards)["sft"]["enabled"] else ["dpo"]
-    folders = {"sft": "sft", "dpo": "train"}
-    return {name: f"results/{wildcards.exp}/{folders[name]}/summary.json" for name in names}
-
-
 rule ledger:
     input:
         stages=list(LEDGER_STAGES.values()),

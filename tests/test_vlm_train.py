@@ -11,8 +11,7 @@ from conftest import ROOT
 from juicebox.io import read_json, read_yaml
 from juicebox.models import load_model, load_processing
 from juicebox.pairs import build_pairs, write_pairs
-from juicebox.records import vision_chat
-from juicebox.records import load_image, with_image_parts
+from juicebox.records import load_image, vision_chat, with_image_parts
 from juicebox.train import dpo_rows, fit_vision_rows, train_dpo, train_sft
 
 # The workflow's default LoRA targets (dpo_training.lora.target_modules in the config schema).
@@ -21,7 +20,7 @@ LORA_DEFAULT = read_yaml(ROOT / "config/config.schema.yaml")["$defs"]["dpo_train
 SFT = {"epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 0.001,
        "lr_scheduler": "constant", "warmup_ratio": 0.0, "max_length": 64, "logging_steps": 1, "save_steps": 50,
        "threads": 1, "launcher": "python", "accelerate_config": None, "tasks": None, "bf16": False, "gpus": 0,
-       "nodes": 1}
+       "nodes": 1, "freeze_vision_tower": True, "freeze_multi_modal_projector": False}
 DPO = {**SFT, "beta": 0.1, "loss_type": "sigmoid", "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
                                                             "target_modules": LORA_DEFAULT}}
 
@@ -54,6 +53,12 @@ def test_vlm_sft_writes_a_model_that_generates_from_an_image(tiny_vlm, shape_ima
     assert (tmp_path / "sft/processor_config.json").is_file() and not (tmp_path / "sft.checkpoints").exists()
     loaded = load_model(tmp_path / "sft")
     assert loaded.vision and generates_from_an_image(loaded, shape_images["blue_square"])
+    # the vision tower stays as it was (freeze_vision_tower), the projector and the LM trained
+    base = dict(load_model(tiny_vlm).model.named_parameters())
+    for name, parameter in loaded.model.named_parameters():
+        same = bool((parameter == base[name]).all())
+        assert same if ".vision_tower." in name else (not same if "multi_modal_projector.linear_1.weight" in name
+                                                     or "layers.0.self_attn.q_proj.weight" in name else True), name
 
 
 def test_vlm_dpo_on_pairs_with_images_writes_a_language_model_adapter(tiny_vlm, shape_images, tmp_path):

@@ -187,6 +187,13 @@ def build_tiny_vlm(outdir: str | os.PathLike, texts: list[str], seed: int, spec:
                          projector_hidden_act="gelu", tie_word_embeddings=True)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
+    # The projector's layers start with weights of std fan_in^-1/2 (not the 0.02 of the rest), so an
+    # image's tokens reach the language model at the scale of its features: at 0.02 they arrive
+    # about 50 times weaker than the text embeddings, and the warm start learns to ignore them
+    # (measured: a blank image then changed the SFT model's next-token log-probs by 1e-4).
+    for layer in (model.model.multi_modal_projector.linear_1, model.model.multi_modal_projector.linear_2):
+        torch.nn.init.normal_(layer.weight, std=layer.in_features ** -0.5)
+        torch.nn.init.zeros_(layer.bias)
     model.generation_config = _generation_config(tokenizer)
     size = {"shortest_edge": vision.image_size}
     crop = {"height": vision.image_size, "width": vision.image_size}

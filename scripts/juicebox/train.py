@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -268,14 +269,41 @@ def train_sft(data: str, model_path: str, out: str, metrics: str, settings: dict
     processing = load_processing(model_path, padding_side="right", vision=vision)
     args = common_args(settings, ckpt_dir, seed)
     trained, fitted = training_rows(rows, processing, vision, args, ("completion",))
-    # TRL loads a vision-language model from its path with the class its config names.
-    trainer = SFTTrainer(model=model_path, args=SFTConfig(**args, completion_only_loss=True),
+    model = vision_model_for_training(model_path, settings) if vision else model_path
+    trainer = SFTTrainer(model=model, args=SFTConfig(**args, completion_only_loss=True),
                          train_dataset=train_dataset(trained, vision), processing_class=processing,
                          callbacks=[log_at_checkpoints()])
     result = _train(trainer, ckpt_dir, Path(metrics), SFT_COLUMNS)
     save_model(trainer.model, processing, out_dir)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return {"examples": len(rows), **fitted, **result}
+
+
+# Parameter names of vision towers and of the projectors between them and the language model
+# (LLaVA, Gemma 3: vision_tower, multi_modal_projector; Qwen2-VL: visual, visual.merger;
+# Idefics3/SmolVLM: vision_model, connector).
+VISION_TOWER = re.compile(r"(?:^|\.)(?:vision_tower|visual|vision_model)\.")
+PROJECTOR = re.compile(r"(?:^|\.)(?:multi_modal_projector|connector|merger|mm_projector)\.")
+
+
+def vision_model_for_training(model_path: str, settings: dict):
+    """A vision-language model for a full fine-tune, its vision tower (and, if asked, its projector)
+    frozen: ``freeze_vision_tower`` (default, as LLaVA-1.5 and LLaMA-Factory train) and
+    ``freeze_multi_modal_projector``."""
+    from .models import model_class
+
+    model = model_class(True).from_pretrained(model_path)
+    frozen = 0
+    for name, parameter in model.named_parameters():
+        if (settings["freeze_multi_modal_projector"] and PROJECTOR.search(name)) or \
+                (settings["freeze_vision_tower"] and VISION_TOWER.search(name) and not PROJECTOR.search(name)):
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+    log.info("training %d of %d parameters (%d frozen: vision tower %s, projector %s)",
+             sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()),
+             frozen, "frozen" if settings["freeze_vision_tower"] else "trained",
+             "frozen" if settings["freeze_multi_modal_projector"] else "trained")
+    return model
 
 
 def lora_config(settings: dict):
