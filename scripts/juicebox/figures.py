@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .io import atomic_path
 
-VARIANTS = ("base", "sft", "dpo")
+# the models, then their blank-image ablations (eval.blank_images)
+VARIANTS = ("base", "sft", "dpo", "base_blank", "sft_blank", "dpo_blank")
 
 
 def _pyplot():
@@ -126,7 +127,7 @@ def plot_benchmark(summary: dict, bench: str, path: str | Path) -> None:
             ax.bar(xs, [r["metrics"][metric] for _, r in shown], width, color=f"C{i}", label=exp)
             ax.vlines(xs, [r["ci95"][metric][0] for _, r in shown], [r["ci95"][metric][1] for _, r in shown],
                       color="black", linewidth=1.2)
-        ax.set_xticks(range(len(variants)), variants)
+        ax.set_xticks(range(len(variants)), [v.replace("_", "\n") for v in variants])
         ax.set_title(metric)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="upper right", ncols=len(results), fontsize=8)
     items = sorted({r["n"] for by_variant in results.values() for r in by_variant.values()})
