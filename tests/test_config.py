@@ -22,8 +22,12 @@ def resolved(cfg):
 
 def test_embedded_default_resolves_with_schema_defaults():
     cfg = resolved(base())
-    raw, ks = cfg["experiments"]["raw"], cfg["experiments"]["ksigma"]
-    assert raw["sources"] == ks["sources"] and len(raw["sources"]) == 4
+    raw, ks, vlm = cfg["experiments"]["raw"], cfg["experiments"]["ksigma"], cfg["experiments"]["vlm"]
+    assert raw["sources"] == ks["sources"] and {s["task"] for s in raw["sources"]} == {"math"}
+    assert {s["task"] for s in vlm["sources"]} == {"caption"} and vlm["model"] == "tiny_vlm"
+    assert list(raw["eval"]["benchmarks"]) == ["demo_math"] and list(vlm["eval"]["benchmarks"]) == ["demo_caption"]
+    assert vlm["eval"]["blank_images"] and not raw["eval"]["blank_images"]
+    assert vlm["sft"]["freeze_vision_tower"] and not vlm["sft"]["freeze_multi_modal_projector"]
     assert raw["ksigma"] == {"enabled": False, "k": 3, "mode": "sigma", "allow_loosen": False, "per_op": {},
                              "stat_map": {}, "stat_ranges": {}}
     assert ks["ksigma"]["enabled"] is True and ks["ksigma"]["k"] == 2 and ks["ksigma"]["mode"] == "sigma"
