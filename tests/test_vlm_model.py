@@ -40,3 +40,25 @@ def test_image_parts_placement():
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q"}]}]
     assert with_image_parts([{"role": "user", "content": "A <image> B"}], 1)[0]["content"] == [
         {"type": "text", "text": "A "}, {"type": "image"}, {"type": "text", "text": " B"}]
+
+
+def test_merging_an_adapter_into_a_vlm_keeps_its_kind_and_weights(tiny_vlm, tmp_path, shape_images):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from juicebox.models import merge_adapter
+
+    torch.manual_seed(0)
+    peft = get_peft_model(load_model(tiny_vlm).model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
+                                                   target_modules=r".*language_model.*\.(q_proj|v_proj)"))
+    peft.save_pretrained(tmp_path / "adapter")
+    merge_adapter(tiny_vlm, tmp_path / "adapter", tmp_path / "merged")
+    merged = load_model(tmp_path / "merged")
+    adapted, loaded = load_model(tiny_vlm, adapter=tmp_path / "adapter"), load_model(tiny_vlm)
+    assert merged.vision and (tmp_path / "merged/processor_config.json").is_file()
+    messages = with_image_parts([{"role": "user", "content": "Describe the image."}], 1)
+    text = merged.processing.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    enc = merged.processing(text=[text], images=[load_image(shape_images["red_circle"])], return_tensors="pt")
+    with torch.inference_mode():
+        a, b, base = (m.model(**enc).logits[0, -1] for m in (merged, adapted, loaded))
+    assert torch.allclose(a, b, atol=1e-4) and not torch.allclose(a, base, atol=1e-4)
