@@ -96,7 +96,10 @@ def data_outputs():
 
 # --- model half ---------------------------------------------------------------------------
 
-TINY_MODELS = {"tiny": "resources/models/tiny-qwen2", "tiny_vlm": "resources/models/tiny-llava"}
+TINY_MODELS = {
+    "tiny": "resources/models/tiny-qwen2",
+    "tiny_vlm": "resources/models/tiny-llava",
+}
 
 
 def base_model(wildcards):
@@ -119,7 +122,11 @@ def policy_model(wildcards):
 def variants(exp):
     """Model variants evaluated for an experiment; with eval.blank_images, each also with every
     image replaced by a blank one (``<variant>_blank``)."""
-    models = ["base", "sft", "dpo"] if EXPERIMENTS[exp]["sft"]["enabled"] else ["base", "dpo"]
+    models = (
+        ["base", "sft", "dpo"]
+        if EXPERIMENTS[exp]["sft"]["enabled"]
+        else ["base", "dpo"]
+    )
     if EXPERIMENTS[exp]["eval"]["blank_images"]:
         models += [f"{variant}_blank" for variant in models]
     return models
@@ -159,7 +166,9 @@ def training_summaries(wildcards):
     """The summaries of the experiment's trainings (the ledger's training section): SFT if on, DPO."""
     names = ["sft", "dpo"] if experiment(wildcards)["sft"]["enabled"] else ["dpo"]
     folders = {"sft": "sft", "dpo": "train"}
-    return {name: f"results/{wildcards.exp}/{folders[name]}/summary.json" for name in names}
+    return {
+        name: f"results/{wildcards.exp}/{folders[name]}/summary.json" for name in names
+    }
 
 
 def benchmarks(exp):
