@@ -28,10 +28,14 @@ DEMO_OUTDIR = (config.get("demo_data") or {}).get("outdir", "results/demo_data")
 DEMO_FILES = {
     "math": f"{DEMO_OUTDIR}/math.jsonl",
     "math_extra": f"{DEMO_OUTDIR}/math_extra.csv",
-    "captions": f"{DEMO_OUTDIR}/captions.json",
-    "captions_extra": f"{DEMO_OUTDIR}/captions_extra.parquet",
+    "vision": f"{DEMO_OUTDIR}/vision.json",
+    "vision_extra": f"{DEMO_OUTDIR}/vision_extra.parquet",
     "bench_math": f"{DEMO_OUTDIR}/bench/math_test.jsonl",
+    "bench_pope": f"{DEMO_OUTDIR}/bench/pope_test.jsonl",
+    "bench_mmstar": f"{DEMO_OUTDIR}/bench/mmstar_test.parquet",
+    "bench_vqa": f"{DEMO_OUTDIR}/bench/vqa_test.jsonl",
     "bench_caption": f"{DEMO_OUTDIR}/bench/caption_test.json",
+    "bench_synonyms": f"{DEMO_OUTDIR}/bench/synonyms.txt",
     "manifest": f"{DEMO_OUTDIR}/manifest.json",
 }
 
@@ -120,16 +124,17 @@ def policy_model(wildcards):
 
 
 def variants(exp):
-    """Model variants evaluated for an experiment; with eval.blank_images, each also with every
-    image replaced by a blank one (``<variant>_blank``)."""
+    """Model variants evaluated for an experiment; with eval.blank_images (true: every variant, or
+    a list of them) those also with every image replaced by a blank one (``<variant>_blank``).
+    """
     models = (
         ["base", "sft", "dpo"]
         if EXPERIMENTS[exp]["sft"]["enabled"]
         else ["base", "dpo"]
     )
-    if EXPERIMENTS[exp]["eval"]["blank_images"]:
-        models += [f"{variant}_blank" for variant in models]
-    return models
+    blank = EXPERIMENTS[exp]["eval"]["blank_images"]
+    blanked = models if blank is True else [v for v in models if v in (blank or [])]
+    return models + [f"{variant}_blank" for variant in blanked]
 
 
 def variant_inputs(wildcards):

@@ -1,5 +1,10 @@
 """Rule evaluate: one model variant on one benchmark; per-item predictions and metrics.
 
+The benchmark's sampling is ``Benchmark.effective_sampling`` of ``eval.sampling`` (short-answer and
+caption types decode greedily, one answer per item, unless the benchmark's ``sampling`` says
+otherwise); the metrics file records the sampling used. Its prompts are the items' prompts in the
+benchmark's ``prompt_template``.
+
 A variant named ``<variant>_blank`` is the blank-image ablation: the same model and prompts with
 every image replaced by a white image of the same size, so the difference from ``<variant>``
 shows what the model takes from the images.
@@ -16,11 +21,11 @@ variant = snakemake.wildcards.variant
 blank = variant.endswith("_blank")
 bench = load_benchmark(snakemake.wildcards.bench, snakemake.params.bench)
 items = bench.load()
-sampling = Sampling.from_config(settings["sampling"], seed=snakemake.params.seed)
+sampling = Sampling.from_config(bench.effective_sampling(settings["sampling"]), seed=snakemake.params.seed)
 adapter = snakemake.input.get("adapter")
-log.info("%s / %s: %d items (%d with images%s), model %s, adapter %s", snakemake.wildcards.bench, variant,
-         len(items), sum(bool(item["images"]) for item in items), ", shown blank" if blank else "",
-         snakemake.input.model, adapter)
+log.info("%s / %s: %d items (%d with images%s), model %s, adapter %s, sampling %s", snakemake.wildcards.bench,
+         variant, len(items), sum(bool(item["images"]) for item in items), ", shown blank" if blank else "",
+         snakemake.input.model, adapter, sampling.to_dict())
 
 predictions: dict[str, list[str]] = {}
 engine = make_engine(settings["engine"], snakemake.input.model, adapter, sampling, threads=snakemake.threads,

@@ -152,9 +152,9 @@ def test_bad_math_line_names_file_and_line(tmp_path, bad_line, message):
 
 def test_unknown_type_lists_known_types():
     with pytest.raises(ValueError, match=r"eval\.benchmarks\.x\.type: unknown benchmark type 'maths' \(did you mean "
-                                         r"'math'\?\); known: caption, math, multiple_choice"):
+                                         r"'math'\?\); known: caption, chair, math, multiple_choice, vqa, yes_no"):
         load_benchmark("x", {"type": "maths", "path": "x.jsonl"})
-    assert set(BENCHMARKS) >= {"math", "caption", "multiple_choice"}
+    assert set(BENCHMARKS) == {"math", "caption", "chair", "multiple_choice", "vqa", "yes_no"}
 
 
 def test_math_score_pass_at_k_and_rescore(tmp_path):
@@ -313,3 +313,19 @@ def test_caption_bleu_intervals_contain_the_corpus_bleu(scored_captions):
     for n in range(1, 5):
         lo, hi = metrics["ci95"][f"BLEU-{n}"]
         assert lo <= metrics["metrics"][f"BLEU-{n}"] <= hi
+
+
+def test_ranking_puts_the_lowest_first_for_a_lower_is_better_metric():
+    from juicebox.summary import rank
+
+    def entry(values, lower):
+        return {"benchmarks": {"chair": {v: {"metrics": {"CHAIR_s": x}, "lower_is_better": lower}
+                                         for v, x in values.items()}}}
+
+    experiments = {"a": entry({"sft": 0.4, "dpo": 0.2, "sft_blank": 0.0}, ["CHAIR_s"]),
+                   "b": entry({"sft": 0.3, "dpo": 0.5}, ["CHAIR_s"])}
+    order = [(r["experiment"], r["variant"]) for r in rank(experiments, {"benchmark": "chair", "metric": "CHAIR_s"})]
+    assert order == [("a", "dpo"), ("b", "sft"), ("a", "sft"), ("b", "dpo")]  # blank ablations are not ranked
+    experiments = {"a": entry({"sft": 0.4, "dpo": 0.2}, [])}
+    order = [r["variant"] for r in rank(experiments, {"benchmark": "chair", "metric": "CHAIR_s"})]
+    assert order == ["sft", "dpo"]

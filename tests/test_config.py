@@ -24,14 +24,17 @@ def test_embedded_default_resolves_with_schema_defaults():
     cfg = resolved(base())
     raw, ks, vlm = cfg["experiments"]["raw"], cfg["experiments"]["ksigma"], cfg["experiments"]["vlm"]
     assert raw["sources"] == ks["sources"] and {s["task"] for s in raw["sources"]} == {"math"}
-    assert {s["task"] for s in vlm["sources"]} == {"caption"} and vlm["model"] == "tiny_vlm"
-    assert list(raw["eval"]["benchmarks"]) == ["demo_math"] and list(vlm["eval"]["benchmarks"]) == ["demo_caption"]
-    assert vlm["eval"]["blank_images"] and not raw["eval"]["blank_images"]
+    assert all(s.get("task") is None for s in vlm["sources"]) and vlm["model"] == "tiny_vlm"  # tasks per record
+    assert list(raw["eval"]["benchmarks"]) == ["demo_math"]
+    assert {b: v["type"] for b, v in vlm["eval"]["benchmarks"].items()} == {
+        "demo_pope": "yes_no", "demo_mmstar": "multiple_choice", "demo_vqa": "vqa", "demo_caption": "caption",
+        "demo_chair": "chair"}
+    assert vlm["eval"]["blank_images"] == ["sft"] and not raw["eval"]["blank_images"]
     assert vlm["sft"]["freeze_vision_tower"] and not vlm["sft"]["freeze_multi_modal_projector"]
     assert raw["ksigma"] == {"enabled": False, "k": 3, "mode": "sigma", "allow_loosen": False, "per_op": {},
                              "stat_map": {}, "stat_ranges": {}}
     assert ks["ksigma"]["enabled"] is True and ks["ksigma"]["k"] == 2 and ks["ksigma"]["mode"] == "sigma"
-    assert raw["pool"] == {"steps": []} and cfg["demo_data"]["n_math"] == 480
+    assert raw["pool"] == {"steps": []} and cfg["demo_data"]["n_math"] == 240
 
 
 def test_wrong_type_names_the_key():

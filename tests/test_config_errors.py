@@ -36,7 +36,7 @@ CASES = {
                            r"defaults\.rewards\.functions\[0\]\.metric: expected one of .*found 'cider'"),
     "reward unknown type": ("defaults:\n  rewards:\n    functions: [{type: bleu}]\n",
                             r"defaults\.rewards\.functions\[0\]\.type: unknown reward type 'bleu'; known: "
-                            r"dpo_implicit, judge, python, reference_caption, reward_model, verifier_math"),
+                            r"dpo_implicit, judge, python, reference_caption, reward_model, short_answer, verifier_math"),
     # pairing
     "pairing misspelt key": (EXPERIMENT.format(key="pairing", block="{type: all_pairs, min_margn: 0.5}"),
                              r"experiments\.mine\.pairing: unknown key 'min_margn' \(did you mean 'min_margin'\?\)"),
@@ -72,7 +72,7 @@ CASES = {
                                     r"experiments\.mine\.recipe: .*dup_recipe\.yaml:3: key 'np' appears twice"),
     "unknown task": ("defaults:\n  sources:\n    - {name: math, path: results/demo_data/math.jsonl, task: maht}\n",
                      r"experiments\.mine\.sources\[0\]\.task: task 'maht' is known to no reward, benchmark.*"
-                     r"\(did you mean 'math'\?\); known tasks: caption, math"),
+                     r"\(did you mean 'math'\?\); known tasks: math"),
     "launcher refuses several GPUs": (EXPERIMENT.format(key="train", block="{gpus: 2}"),
                                       r"experiments\.mine\.train\.launcher: training on 2 GPU\(s\) x 1 node\(s\) "
                                       r"needs launcher: accelerate"),

@@ -81,8 +81,8 @@ def test_demo_recipe_gives_what_upstream_dj_process_gives(tmp_path):
     from juicebox.pool import validate_sources
     from juicebox.sources import SourceSpec
 
-    generate(str(tmp_path / "demo"), seed=9, n_math=60, n_math_extra=20, n_caption=20, n_caption_extra=12,
-             n_bench_math=10, n_bench_caption=10, noise_fraction=0.4)
+    generate(str(tmp_path / "demo"), seed=9, n_math=60, n_math_extra=20, n_vision=20, n_vision_extra=12,
+             n_bench_math=10, n_bench_vision=10, noise_fraction=0.4)
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     specs = [SourceSpec.from_config({**s, "path": s["path"].replace("results/demo_data", str(tmp_path / "demo"))})
              for s in config["defaults"]["sources"]]
@@ -112,8 +112,8 @@ def test_demo_vision_recipe_drops_each_kind_of_image_noise_with_its_op(tmp_path)
     from juicebox.pool import validate_sources
     from juicebox.sources import SourceSpec
 
-    generate(str(tmp_path / "demo"), seed=9, n_math=20, n_math_extra=10, n_caption=20, n_caption_extra=12,
-             n_bench_math=10, n_bench_caption=10, noise_fraction=0.4)
+    generate(str(tmp_path / "demo"), seed=9, n_math=20, n_math_extra=10, n_vision=40, n_vision_extra=12,
+             n_bench_math=10, n_bench_vision=10, noise_fraction=0.4)
     vlm = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["experiments"]["vlm"]
     specs = [SourceSpec.from_config({**s, "path": s["path"].replace("results/demo_data", str(tmp_path / "demo"))})
              for s in vlm["sources"]]
@@ -125,7 +125,9 @@ def test_demo_vision_recipe_drops_each_kind_of_image_noise_with_its_op(tmp_path)
     assert (dropped["image_aspect_ratio_filter"], dropped["image_shape_filter"], dropped["image_size_filter"]) == \
         (noise["extreme_aspect"], noise["tiny_image"], noise["blank_image"]) and noise["blank_image"] > 0
     left = Counter(r["meta"]["noise"] for r in kept)
-    assert left["clean"] == noise["clean"] and set(left) <= {"clean", "exact_dup", "near_dup"}, left
+    # Mismatched pictures pass every op: only a model can see that the text is not about the image.
+    assert left["clean"] == noise["clean"] and left["mismatched_image"] == noise["mismatched_image"] > 0
+    assert set(left) <= {"clean", "exact_dup", "near_dup", "wrong_answer", "mismatched_image"}, left
 
 
 def test_a_mapper_that_splits_records_gets_unique_ids(tmp_path):

@@ -54,7 +54,8 @@ def record(pid, samples, task="math", prompt=None, answer="5", references=(), im
 
 
 def test_registry_knows_every_type():
-    assert set(REWARDS) == {"verifier_math", "reference_caption", "dpo_implicit", "reward_model", "judge", "python"}
+    assert set(REWARDS) == {"verifier_math", "reference_caption", "dpo_implicit", "reward_model", "judge", "python",
+                            "short_answer"}
 
 
 # --- verifier_math ----------------------------------------------------------------------------
@@ -503,3 +504,47 @@ def test_judge_sends_an_inline_image_as_it_is(tmp_path):
     uri = "data:image/png;base64,iVBORw0KGgo="
     parts = judge_reward(endpoint="http://127.0.0.1:1", model="m")._image_parts({"id": "i", "images": [uri]})
     assert parts == [{"type": "image_url", "image_url": {"url": uri}}]
+
+
+# --- short_answer -----------------------------------------------------------------------------
+
+def test_short_answer_reads_answers_as_the_benchmarks_do():
+    records = [
+        # LLaVA's POPE rule: "Yes, there is." -> yes; "No." -> no; "NO" -> yes (not the word 'No').
+        record("y1", ["Yes, there is.", "No.", "NO"], task="yes_no", answer="Yes"),
+        # extract_choice: B; C; B (after "answer is"); none (a lower-case letter is not a choice).
+        record("q1", ["B", "(C) dog", "I think the answer is B.", "b"], task="mcq", answer="b"),
+        # VQA normalisation: "Two." -> 2; "2 dogs" stays; "two" -> 2.
+        record("v1", ["Two.", "2 dogs", "two"], task="vqa", answer="2"),
+        record("v2", ["x"], task="vqa", answer=None),
+        record("y2", ["yes"], task="yes_no", answer="maybe"),
+        record("c1", ["a dog"], task="caption"),
+    ]
+    scores = make_reward({"type": "short_answer"}).score(records)
+    assert [v for v, _ in scores[0]] == [1.0, 0.0, 1.0]
+    assert scores[0][1][1] == {"gold": "yes", "parsed": "no"}
+    assert [v for v, _ in scores[1]] == [1.0, 0.0, 1.0, 0.0]
+    assert scores[1][3][1] == {"gold": "B", "parsed": None}
+    assert [v for v, _ in scores[2]] == [1.0, 0.0, 1.0]
+    assert scores[2][0][1] == {"gold": "2", "parsed": "2"}
+    assert scores[3][0][0] is None and "no gold answer" in scores[3][0][1]["reason"]
+    assert scores[4][0][0] is None and "'maybe' is not a yes_no answer" in scores[4][0][1]["reason"]
+    assert scores[5][0][0] is None and "does not apply to task 'caption'" in scores[5][0][1]["reason"]
+
+
+def test_short_answer_match_option_and_combination():
+    exact = make_reward({"type": "short_answer", "match": "exact"})
+    assert [v for v, _ in exact.score([record("v", [" 2 ", "Two", "2."], task="vqa", answer="2")])[0]] == \
+        [1.0, 0.0, 0.0]
+    assert exact.provenance() == {"type": "short_answer", "tasks": ["yes_no", "mcq", "vqa"], "match": "exact"}
+    # match: vqa on a yes/no question compares normalised text, so "Yes." is right and "Yes, it is" is not.
+    vqa = make_reward({"type": "short_answer", "match": "vqa"})
+    assert [v for v, _ in vqa.score([record("y", ["Yes.", "Yes, it is"], task="yes_no", answer="yes")])[0]] == \
+        [1.0, 0.0]
+    with pytest.raises(ValueError, match=r"rewards\.match: expected one of 'auto', 'exact', 'yes_no', 'choice', "
+                                         r"'vqa', found 'fuzzy'"):
+        make_reward({"type": "short_answer", "match": "fuzzy"})
+    combined = CombinedReward([{"type": "verifier_math"}, {"type": "short_answer", "weight": 2.0}])
+    out = combined.score_records([record("y", ["No"], task="yes_no", answer="no"), record("m", ["5"])])
+    assert out[0]["samples"][0]["reward"] == 2.0 and out[0]["samples"][0]["rewards"] == {"short_answer": 1.0}
+    assert out[1]["samples"][0]["rewards"] == {"verifier_math": 1.0}

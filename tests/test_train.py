@@ -20,8 +20,8 @@ SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_a
 TRAIN = {"epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 0.001,
          "lr_scheduler": "constant", "warmup_ratio": 0.0, "max_length": 64, "logging_steps": 1, "save_steps": 5,
          "threads": 1, "launcher": "python", "accelerate_config": None, "tasks": None, "bf16": False,
-         "gpus": 0, "nodes": 1}
-DPO = {**TRAIN, "beta": 0.1, "loss_type": "sigmoid",
+         "gpus": 0, "nodes": 1, "gradient_checkpointing": False}
+DPO = {**TRAIN, "beta": 0.1, "loss_type": "sigmoid", "sft_weight": 0.0,
        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}}
 
 

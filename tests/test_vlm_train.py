@@ -20,8 +20,8 @@ LORA_DEFAULT = read_yaml(ROOT / "config/config.schema.yaml")["$defs"]["dpo_train
 SFT = {"epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 0.001,
        "lr_scheduler": "constant", "warmup_ratio": 0.0, "max_length": 64, "logging_steps": 1, "save_steps": 50,
        "threads": 1, "launcher": "python", "accelerate_config": None, "tasks": None, "bf16": False, "gpus": 0,
-       "nodes": 1, "freeze_vision_tower": True, "freeze_multi_modal_projector": False}
-DPO = {**SFT, "beta": 0.1, "loss_type": "sigmoid", "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
+       "nodes": 1, "freeze_vision_tower": True, "freeze_multi_modal_projector": False, "gradient_checkpointing": False}
+DPO = {**SFT, "beta": 0.1, "loss_type": "sigmoid", "sft_weight": 1.0, "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
                                                             "target_modules": LORA_DEFAULT}}
 
 

@@ -13,7 +13,7 @@ from juicebox.ledger import check
 
 CONFIG = ".test/config_ci/config.yaml"
 EXPERIMENTS = ("raw", "ksigma", "vlm")
-TEXT_EXPERIMENTS = ("raw", "ksigma")  # the tiny text model on math; vlm: the tiny VLM on captions
+TEXT_EXPERIMENTS = ("raw", "ksigma")  # the tiny text model on math; vlm: the tiny VLM on shape pictures
 pytestmark = pytest.mark.workflow
 
 
@@ -118,7 +118,7 @@ def test_report_shows_every_figure_with_its_caption(demo):
                "3. Rewards": "Reward distributions", "4. Pair margins": "DPO pair margins",
                "5. Training": "Training curves"}
     assert set(categories) == {*per_exp, "6. Benchmarks"}
-    assert set(categories["6. Benchmarks"]) == {"demo_math", "demo_caption"}
+    assert set(categories["6. Benchmarks"]) == {"demo_math", "demo_pope", "demo_caption"}
     for category, caption in per_exp.items():
         assert set(categories[category]) == set(EXPERIMENTS)
         for exp in EXPERIMENTS:
@@ -156,9 +156,9 @@ def test_eval_json_schema_and_provenance(demo):
     assert set(summary) >= {"experiments", "ranking", "provenance"}
     for exp in EXPERIMENTS:
         entry = summary["experiments"][exp]
-        assert set(entry["benchmarks"]) == ({"demo_caption"} if exp == "vlm" else {"demo_math"})
+        assert set(entry["benchmarks"]) == ({"demo_pope", "demo_caption"} if exp == "vlm" else {"demo_math"})
         for bench, variants in entry["benchmarks"].items():
-            blank = {"base_blank", "sft_blank", "dpo_blank"} if exp == "vlm" else set()
+            blank = {"sft_blank"} if exp == "vlm" else set()
             assert set(variants) == {"base", "sft", "dpo"} | blank
             for result in variants.values():
                 assert isinstance(result["n"], int) and result["n"] > 0
@@ -170,6 +170,11 @@ def test_eval_json_schema_and_provenance(demo):
             captions = entry["benchmarks"]["demo_caption"]
             assert cider["sft_vs_sft_blank"] == pytest.approx(captions["sft"]["metrics"]["CIDEr"]
                                                               - captions["sft_blank"]["metrics"]["CIDEr"])
+            # the POPE-format benchmark end to end: its four figures and the predicted-yes share
+            pope = entry["benchmarks"]["demo_pope"]["dpo"]
+            assert {"accuracy", "precision", "recall", "f1", "yes_ratio_pred"} <= set(pope["metrics"])
+            assert entry["deltas"]["demo_pope"]["accuracy"]["dpo_vs_sft"] == pytest.approx(
+                pope["metrics"]["accuracy"] - entry["benchmarks"]["demo_pope"]["sft"]["metrics"]["accuracy"])
             continue
         delta = entry["deltas"]["demo_math"]["pass@1"]
         math_metrics = entry["benchmarks"]["demo_math"]
@@ -256,12 +261,17 @@ def test_every_model_stage_of_the_vlm_sees_the_images(demo):
     # the blank-image ablation: the same items, the same model, shown blank images (whether this
     # briefly trained model answers differently is up to it; tests/test_vlm_engines.py shows that
     # other images give other answers)
-    for variant in ("base", "sft", "dpo"):
-        seen, blank = (json.loads((res / f"eval/demo_caption/{v}.json").read_text()) for v in (variant, f"{variant}_blank"))
+    for bench in ("demo_caption", "demo_pope"):
+        seen, blank = (json.loads((res / f"eval/{bench}/{v}.json").read_text()) for v in ("sft", "sft_blank"))
         assert (seen["blank_images"], blank["blank_images"]) == (False, True)
         assert (seen["model"], seen["adapter"], seen["n"]) == (blank["model"], blank["adapter"], blank["n"])
-    log = (res / "logs/eval/demo_caption-sft_blank.log").read_text()
-    assert re.search(r"(\d+) items \(\1 with images, shown blank\)", log)
+        # short answers and captions decode greedily unless the benchmark says otherwise
+        assert (seen["sampling"]["n"], seen["sampling"]["temperature"]) == (1, 0.0)
+        log = (res / f"logs/eval/{bench}-sft_blank.log").read_text()
+        assert re.search(r"(\d+) items \(\1 with images, shown blank\)", log)
+    # POPE's prompts: the question in the benchmark's prompt template
+    rows = lines(res / "eval/demo_pope/sft.jsonl")
+    assert all(r["prompt"].endswith("\nAnswer the question using a single word or phrase.") for r in rows)
 
 
 def test_a_hub_model_is_downloaded_by_its_own_rule(workdir):

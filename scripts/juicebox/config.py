@@ -176,16 +176,40 @@ def load_config_file(path: str | Path) -> dict:
 # --- parts ---------------------------------------------------------------------------------
 
 def _normalise_engine(stage: dict, where: str) -> None:
-    from .engines import ENGINES, Sampling
+    from .engines import ENGINES
 
     stage["engine"] = ENGINES.normalise(stage["engine"], f"{where}.engine")
+    _check_sampling(stage["engine"], stage["sampling"], f"{where}.engine", f"{where}.sampling")
+
+
+def _check_sampling(engine: dict, sampling: dict, engine_where: str, where: str) -> None:
+    """The sampling block is valid and the engine can honour it; ConfigError at ``where`` if not."""
+    from .engines import ENGINES, Sampling
+
     try:
-        sampling = Sampling.from_config(stage["sampling"], seed=0)
-        ENGINES.parse(stage["engine"], f"{where}.engine").check_sampling(sampling)
+        ENGINES.parse(engine, engine_where).check_sampling(Sampling.from_config(sampling, seed=0))
     except ValueError as err:
         if isinstance(err, ConfigError):
             raise
-        raise ConfigError(f"{where}.sampling: {err}") from err
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def _check_benchmarks(settings: dict, where: str) -> None:
+    """Every benchmark of ``eval`` can be built (its ``fields`` are ones its type reads), and the
+    sampling it is evaluated with (``Benchmark.effective_sampling``: its type's default and its
+    own ``sampling`` keys, or ``eval.sampling``) is one the eval engine can honour."""
+    from .benchmarks import BENCHMARKS
+
+    for name, block in settings["benchmarks"].items():
+        at = f"{where}.benchmarks.{name}"
+        try:
+            benchmark = BENCHMARKS.build(block, at, name=name)
+        except ValueError as err:
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"{at}: {err}") from err
+        _check_sampling(settings["engine"], benchmark.effective_sampling(settings["sampling"]), f"{where}.engine",
+                        f"{at}.sampling")
 
 
 def check_parts(exp: dict, where: str) -> dict:
@@ -206,6 +230,11 @@ def check_parts(exp: dict, where: str) -> dict:
     exp["pairing"] = STRATEGIES.normalise(exp["pairing"], f"{where}.pairing")
     exp["eval"]["benchmarks"] = {name: BENCHMARKS.normalise(block, f"{where}.eval.benchmarks.{name}")
                                  for name, block in exp["eval"]["benchmarks"].items()}
+    _check_benchmarks(exp["eval"], f"{where}.eval")
+    blank = exp["eval"]["blank_images"]
+    if isinstance(blank, list) and "sft" in blank and not exp["sft"]["enabled"]:
+        raise ConfigError(f"{where}.eval.blank_images: sft is not evaluated (sft.enabled is false); "
+                          "leave it out or enable sft")
     exp["pool"]["steps"] = [POOL_STEPS.normalise(step, f"{where}.pool.steps[{i}]")
                             for i, step in enumerate(exp["pool"]["steps"])]
     exp["dj"] = DJ_EXECUTORS.normalise(exp["dj"], f"{where}.dj")

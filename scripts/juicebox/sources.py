@@ -45,7 +45,8 @@ from .records import IMAGE_PLACEHOLDER, content_text, image_placeholders
 CANONICAL_KEYS = ("id", "task", "prompt", "answer", "references", "images")
 FORMATS = ("jsonl", "json", "parquet", "csv")
 # Fields a task cannot do without, beyond prompt (a record without an id gets one from its place).
-TASK_REQUIRED = {"math": ("answer",), "caption": ("references",)}
+TASK_REQUIRED = {"math": ("answer",), "caption": ("references",), "vqa": ("answer",), "yes_no": ("answer",),
+                 "mcq": ("answer",)}
 # Roles a chat prompt may use: the ones every chat template, OpenAI server and the pairs' exports know.
 CHAT_ROLES = ("system", "user", "assistant")
 # Deepest nesting of lists and objects a record may have (the record itself is level 1): deeper

@@ -73,7 +73,8 @@ def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict,
         entry = {"benchmarks": {}, "deltas": {}, "deltas_ci95": {}}
         for bench, variants in benches.items():
             metrics = {v: read_json(root / exp / "eval" / bench / f"{v}.json") for v in variants}
-            entry["benchmarks"][bench] = {v: {"n": m["n"], "metrics": m["metrics"], "ci95": m["ci95"]}
+            entry["benchmarks"][bench] = {v: {"n": m["n"], "metrics": m["metrics"], "ci95": m["ci95"],
+                                              "lower_is_better": m.get("lower_is_better", [])}
                                           for v, m in metrics.items()}
             entry["deltas"][bench], entry["deltas_ci95"][bench] = {}, {}
             for metric in metrics["dpo"]["metrics"]:
@@ -100,15 +101,19 @@ def delta_pairs(variants: list[str]) -> list[tuple[str, str]]:
 
 
 def rank(experiments: dict, ranking: dict) -> list[dict]:
-    """Experiment × variant ordered by the primary metric, best first (ties by name); the blank-image
+    """Experiment × variant ordered by the primary metric, best first: highest first, lowest for a
+    metric its benchmark marks ``lower_is_better`` (CHAIR); ties by name. The blank-image
     ablations are not models and are not ranked."""
     bench, metric = ranking["benchmark"], ranking["metric"]
-    rows = [{"experiment": exp, "variant": variant, "benchmark": bench, "metric": metric,
-             "value": result["metrics"][metric]}
-            for exp, entry in experiments.items() if bench in entry["benchmarks"]
-            for variant, result in entry["benchmarks"][bench].items()
-            if metric in result["metrics"] and not variant.endswith("_blank")]
-    return sorted(rows, key=lambda r: (-r["value"], r["experiment"], r["variant"]))
+    rows, lower = [], False
+    for exp, entry in experiments.items():
+        for variant, result in entry["benchmarks"].get(bench, {}).items():
+            if metric in result["metrics"] and not variant.endswith("_blank"):
+                lower = lower or metric in result.get("lower_is_better", [])
+                rows.append({"experiment": exp, "variant": variant, "benchmark": bench, "metric": metric,
+                             "value": result["metrics"][metric]})
+    sign = 1 if lower else -1
+    return sorted(rows, key=lambda r: (sign * r["value"], r["experiment"], r["variant"]))
 
 
 def compare(results: dict, seed: int, root: Path) -> list[dict]:

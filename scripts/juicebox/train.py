@@ -125,6 +125,7 @@ def common_args(settings: dict, output_dir: Path, seed: int) -> dict:
         learning_rate=settings["learning_rate"], lr_scheduler_type=settings["lr_scheduler"],
         warmup_steps=settings["warmup_ratio"], max_length=settings["max_length"], logging_steps=settings["logging_steps"],
         save_strategy="steps", save_steps=settings["save_steps"], save_total_limit=1, report_to=[], seed=seed,
+        gradient_checkpointing=settings["gradient_checkpointing"],
         data_seed=seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=True,
         # Under accelerate, the launch config's mixed precision (bf16 in the DeepSpeed presets) rules:
         # DeepSpeed refuses a Trainer whose bf16 differs from its own.
@@ -355,8 +356,12 @@ def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dic
     processing = load_processing(model_path, padding_side="right", vision=vision)
     args = common_args(settings, ckpt_dir, seed)
     trained, fitted = training_rows(rows, processing, vision, args, ("chosen", "rejected"))
-    trainer = DPOTrainer(model=model_path, args=DPOConfig(**args, beta=settings["beta"],
-                                                          loss_type=[settings["loss_type"]]),
+    # sft_weight > 0 adds the chosen answers' NLL to the preference loss (LLaMA-Factory's pref_ftx,
+    # RPO): it keeps DPO from lowering the chosen answers' likelihood along with the rejected ones'.
+    losses = [settings["loss_type"]] + (["sft"] if settings["sft_weight"] > 0 else [])
+    weights = [1.0] + ([settings["sft_weight"]] if settings["sft_weight"] > 0 else [])
+    trainer = DPOTrainer(model=model_path, args=DPOConfig(**args, beta=settings["beta"], loss_type=losses,
+                                                          loss_weights=weights),
                          train_dataset=train_dataset(trained, vision), processing_class=processing,
                          peft_config=lora_config(settings), callbacks=[log_at_checkpoints()])
     result = _train(trainer, ckpt_dir, Path(metrics), DPO_COLUMNS)

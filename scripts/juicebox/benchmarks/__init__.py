@@ -9,7 +9,12 @@ Each benchmark class reads a public file format into items and scores prediction
   Files are read with ``sources.read_items`` (JSONL, JSON array, Parquet or CSV, by suffix), so a
   bad line fails naming ``file:line``; an item without an id gets ``<benchmark name>-<line>``.
 * ``score(items, predictions, seed)`` → (per-item rows, metrics). Every metric is reported with a
-  95% percentile-bootstrap interval over items (seeded), and the metrics say how they were made.
+  95% percentile-bootstrap interval over items (seeded), and the metrics say how they were made;
+  ``lower_is_better`` names the metrics for which less is better (CHAIR's).
+
+Every type also takes a ``prompt_template`` (the item's prompt is put where it says ``{prompt}``)
+and its own ``sampling`` (see :meth:`Benchmark.effective_sampling`): short-answer and caption
+benchmarks decode greedily, one answer per item, whatever ``eval.sampling`` says.
 
 The per-item rows keep the predictions and the gold, so ``rescore`` can recompute the metrics
 from a written ``eval/{bench}/{variant}.jsonl`` alone: anyone can check a reported accuracy.
@@ -20,11 +25,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence, TypedDict
+from typing import Any, Callable, ClassVar, Literal, Sequence, TypedDict
 
+from ..engines import NEUTRAL_SAMPLING, PRESETS
 from ..io import read_jsonl
 from ..registry import Registry
-from ..scoring import bootstrap_ci
+from ..scoring import bootstrap_ci, bootstrap_ci_fn
 from ..sources import RawItem, SourceError, SourceSpec, read_items
 from ..spec import Options, option
 
@@ -35,6 +41,11 @@ register = BENCHMARKS.register
 IMAGE_FIELDS = ("images", "image")
 FILE_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 CI_ALPHA = 0.05
+# The sampling of the benchmark types that decode greedily: argmax, one answer per item.
+GREEDY: dict[str, Any] = {"n": 1, "temperature": 0.0}
+# The sampling keys a preset sets: a benchmark's own preset replaces these, whatever the layer below says.
+PRESET_KEYS = ("preset", "temperature", *NEUTRAL_SAMPLING)
+SamplingPreset = Literal[("custom", *PRESETS)]
 
 
 class BenchmarkError(ValueError):
@@ -42,8 +53,10 @@ class BenchmarkError(ValueError):
 
 
 class Item(TypedDict):
-    """One benchmark item: ``gold`` is a final answer (str) or a list of reference captions;
-    ``images`` the item's images (paths or ``data:`` URIs) shown with the prompt."""
+    """One benchmark item: ``gold`` is a final answer (str) or a list (reference captions, the
+    annotators' answers, the annotated objects); ``prompt`` the prompt shown to the model (in the
+    benchmark's ``prompt_template``); ``images`` the item's images (paths or ``data:`` URIs)
+    shown with the prompt."""
 
     id: str
     prompt: str
@@ -58,6 +71,34 @@ def load_benchmark(name: str, config: dict) -> "Benchmark":
 
 
 @dataclass(frozen=True)
+class SamplingOptions(Options):
+    """A benchmark's own sampling: any key of ``eval.sampling`` (the keys not given are null)."""
+
+    preset: SamplingPreset | None = option(None, "A sampling preset (as in eval.sampling); it replaces the "
+                                           "temperature, top_p, top_k and penalties below it.")
+    n: int | None = option(None, "Answers per item.", minimum=1)
+    temperature: float | None = option(None, "Sampling temperature; 0: argmax decoding.", minimum=0)
+    top_p: float | None = option(None, "Nucleus sampling mass.", exclusive_minimum=0, maximum=1)
+    top_k: int | None = option(None, "Top-k sampling; 0: off.", minimum=0)
+    repetition_penalty: float | None = option(None, "Repetition penalty; 1: off.", exclusive_minimum=0)
+    presence_penalty: float | None = option(None, "Presence penalty (OpenAI semantics); 0: off.", minimum=-2,
+                                            maximum=2)
+    frequency_penalty: float | None = option(None, "Frequency penalty (OpenAI semantics); 0: off.", minimum=-2,
+                                             maximum=2)
+    max_tokens: int | None = option(None, "Most tokens per answer.", minimum=1)
+
+    def given(self) -> dict[str, Any]:
+        """The keys that were set."""
+        return {key: value for key, value in self.to_dict().items() if value is not None}
+
+
+def group_by_option(default: list[str]) -> Any:
+    """The ``group_by`` option of the types that also report their metrics per group of items."""
+    return option(default, "Item fields whose values split the metrics: `<metric>[<field>=<value>]` for each value "
+                  "(items without the field are in no group of it).")
+
+
+@dataclass(frozen=True)
 class BenchmarkOptions(Options):
     """Keys every benchmark takes."""
 
@@ -68,6 +109,19 @@ class BenchmarkOptions(Options):
     n_resamples: int = option(1000, "Bootstrap resamples of the 95% intervals.", minimum=1)
     image_root: str | None = option(None, "Folder relative image paths are resolved against "
                                     "(null: the benchmark file's folder).")
+    prompt_template: str | None = option(None, "The prompt shown to the model, with `{prompt}` where the item's "
+                                         "prompt goes (other braces are kept as written), e.g. \"{prompt}\\nAnswer "
+                                         "the question using a single word or phrase.\" (null: the item's prompt).")
+    sampling: SamplingOptions | None = option(None, "This benchmark's sampling: its keys laid over the type's "
+                                              "default (caption, chair, multiple_choice, vqa, yes_no: greedy, "
+                                              "n 1; math: eval.sampling); max_tokens is eval.sampling's unless "
+                                              "set here (null: the type's default).")
+
+    def check(self) -> None:
+        """A prompt template says where the prompt goes."""
+        if self.prompt_template is not None and "{prompt}" not in self.prompt_template:
+            raise ValueError(f"prompt_template: must contain {{prompt}} (where the item's prompt goes), found "
+                             f"{self.prompt_template!r}")
 
 
 class Benchmark:
@@ -83,6 +137,10 @@ class Benchmark:
     # canonical field -> source field names tried in order; ``fields`` in the config replaces them.
     # Every type also reads ``images`` (IMAGE_FIELDS unless its default_fields say otherwise).
     default_fields: ClassVar[dict[str, tuple[str, ...]]] = {"id": ("id",)}
+    # The type's sampling, laid over eval.sampling's max_tokens (None: eval.sampling as it is).
+    default_sampling: ClassVar[dict[str, Any] | None] = None
+    # Metrics for which less is better (the metrics file lists them).
+    lower_is_better: ClassVar[tuple[str, ...]] = ()
 
     Options = BenchmarkOptions
 
@@ -106,12 +164,41 @@ class Benchmark:
     def describe(self) -> dict[str, Any]:
         """The settings that determine the scores, for the metrics file."""
         return {"name": self.name, "type": self.type, "path": self.path, "limit": self.limit,
-                "image_root": self.image_root, "fields": {k: list(v) for k, v in self.fields.items()}}
+                "image_root": self.image_root, "fields": {k: list(v) for k, v in self.fields.items()},
+                "prompt_template": self.options.prompt_template}
+
+    def effective_sampling(self, eval_sampling: dict[str, Any]) -> dict[str, Any]:
+        """The sampling block this benchmark is evaluated with, given ``eval.sampling``.
+
+        Without a ``default_sampling`` of its type and without keys of its own: ``eval.sampling``
+        as it is. Otherwise the type's default (caption, chair, multiple_choice, vqa, yes_no:
+        greedy, one answer) with ``eval.sampling``'s ``max_tokens`` (the answer budget of the
+        model), or ``eval.sampling`` when the type has no default (math), then the benchmark's own
+        ``sampling`` keys over that. A ``preset`` among its own keys replaces the values a preset
+        sets (temperature, top_p, top_k, penalties) of the layer below, so that they do not
+        override the preset; ``n`` and ``max_tokens`` carry on.
+        """
+        own = self.options.sampling.given() if self.options.sampling is not None else {}
+        if self.default_sampling is None:
+            base = dict(eval_sampling)
+        else:
+            budget = {"max_tokens": eval_sampling["max_tokens"]} if "max_tokens" in eval_sampling else {}
+            base = {**budget, **self.default_sampling}
+        if "preset" in own:
+            base = {key: value for key, value in base.items() if key not in PRESET_KEYS}
+        return {**base, **own}
+
+    def render_prompt(self, prompt: str) -> str:
+        """The prompt shown to the model: ``prompt_template`` with ``{prompt}`` replaced (plain text
+        replacement: other braces stay as written), or the item's prompt without a template."""
+        template = self.options.prompt_template
+        return prompt if template is None else template.replace("{prompt}", prompt)
 
     # --- reading ---------------------------------------------------------------------------
 
     def load(self) -> list[Item]:
-        """Read the benchmark file into items (the first ``limit``); a bad record fails naming it."""
+        """Read the benchmark file into items (the first ``limit``), each prompt in the
+        ``prompt_template``; a bad record fails naming it."""
         items: list[Item] = []
         seen: set[str] = set()
         for raw in self._raw_items():
@@ -124,7 +211,8 @@ class Benchmark:
                 raise BenchmarkError(f"{where}: expected an object, found {type(raw.value).__name__}")
             try:
                 item = self.make_item(raw.value, raw.line)
-                item = {**item, "images": self.images(self.field(raw.value, "images", required=False))}
+                item = {**item, "prompt": self.render_prompt(item["prompt"]),
+                        "images": self.images(self.field(raw.value, "images", required=False))}
             except (KeyError, TypeError, ValueError) as err:
                 raise BenchmarkError(f"{where}: {err}") from err
             if item["id"] in seen:
@@ -192,6 +280,36 @@ class Benchmark:
         """Source field names this benchmark reads; the others go to ``meta``."""
         return {source for sources in self.fields.values() for source in sources}
 
+    def resolve_path(self, path: str) -> Path:
+        """A file named in the benchmark's options: a relative path is taken from the benchmark
+        file's folder (as image paths are, by default)."""
+        return Path(path) if Path(path).is_absolute() else Path(self.path or ".").parent / path
+
+    # --- groups ----------------------------------------------------------------------------
+
+    def groups(self, item: Item) -> dict[str, str]:
+        """The item's value (as text) of each ``group_by`` field it has (from its ``meta``)."""
+        fields = getattr(self.options, "group_by", [])
+        return {field: str(item["meta"][field]) for field in fields if item["meta"].get(field) is not None}
+
+    def group_members(self, items: list[Item]) -> dict[tuple[str, str], list[int]]:
+        """(field, value) → the positions of the items in that group; fields in ``group_by``
+        order, values sorted."""
+        members: dict[tuple[str, str], list[int]] = {}
+        for position, item in enumerate(items):
+            for field, value in self.groups(item).items():
+                members.setdefault((field, value), []).append(position)
+        order = {field: i for i, field in enumerate(getattr(self.options, "group_by", []))}
+        return dict(sorted(members.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])))
+
+    def per_group(self, metric: str, values: list[float], items: list[Item]) -> dict[str, list[float]]:
+        """Per-item ``values`` of ``metric`` for all items, and as ``<metric>[<field>=<value>]``
+        for the items of each group."""
+        out = {metric: values}
+        for (field, value), members in self.group_members(items).items():
+            out[f"{metric}[{field}={value}]"] = [values[i] for i in members]
+        return out
+
     # --- scoring ---------------------------------------------------------------------------
 
     def score(self, items: list[Item], predictions: dict[str, list[str]],
@@ -224,11 +342,17 @@ class Benchmark:
             "metrics": {name: float(value) for name, value in metrics.items()},
             "ci95": {name: list(bootstrap_ci(values, seed, self.n_resamples, CI_ALPHA))
                      for name, values in per_item.items()},
+            "lower_is_better": list(self.lower_is_better),
             "samples_per_item": {"min": min(samples), "max": max(samples)},
             "bootstrap": {"method": "percentile", "over": "items", "statistic": statistic,
                           "n_resamples": self.n_resamples, "alpha": CI_ALPHA, "seed": seed},
             "benchmark": self.describe(),
         }
+
+    def corpus_ci(self, positions: Sequence[int], statistic: Callable[[list[int]], float], seed: int) -> list[float]:
+        """95% percentile-bootstrap interval of a statistic that is not a mean of items (a ratio
+        of sums): ``statistic`` is recomputed on every resample of the item ``positions``."""
+        return list(bootstrap_ci_fn(list(positions), statistic, seed, self.n_resamples, CI_ALPHA))
 
 
 def _where(path: str | None, raw: RawItem) -> str:
@@ -248,7 +372,9 @@ def rescore(rows_path: str, config: dict | None = None, seed: int = 0) -> dict:
     gold alone (math: math-verify only), ignoring the scores stored in it.
 
     ``config`` is the benchmark's config entry (its ``type``, default math, and e.g. ``k``); its
-    ``path`` is not read. Use the seed of the original run to reproduce its intervals too.
+    ``path`` is not read (a chair benchmark's relative ``synonyms`` path is then taken from the
+    rows file's folder: give it as an absolute path). The rows' ``groups`` give the per-group
+    metrics. Use the seed of the original run to reproduce its intervals too.
     """
     rows = read_jsonl(rows_path)
     if not rows:
@@ -261,7 +387,7 @@ def rescore(rows_path: str, config: dict | None = None, seed: int = 0) -> dict:
         if missing:
             raise BenchmarkError(f"{rows_path}: row {lineno} lacks {', '.join(missing)}")
         items.append({"id": str(row["id"]), "prompt": row.get("prompt", ""), "gold": row["gold"], "images": [],
-                      "meta": {}})
+                      "meta": dict(row.get("groups") or {})})
     predictions = {str(row["id"]): row["predictions"] for row in rows}
     return benchmark.score(items, predictions, seed)[1]
 
@@ -269,5 +395,9 @@ def rescore(rows_path: str, config: dict | None = None, seed: int = 0) -> dict:
 
 # Registers the benchmark types (one module each).
 from .caption import CaptionBenchmark  # noqa: E402,F401
+from .chair import ChairBenchmark, read_synonyms  # noqa: E402,F401
 from .math_answers import MathBenchmark  # noqa: E402,F401
-from .multiple_choice import MultipleChoiceBenchmark, extract_choice, render_choices  # noqa: E402,F401
+from .multiple_choice import (MultipleChoiceBenchmark, extract_choice, options_from_question,  # noqa: E402,F401
+                              render_choices)
+from .vqa import VqaBenchmark, normalize_vqa_answer, vqa_accuracy  # noqa: E402,F401
+from .yes_no import YesNoBenchmark, parse_yes_no, pope_metrics  # noqa: E402,F401

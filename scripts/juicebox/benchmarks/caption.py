@@ -5,23 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from ..scoring import CAPTION_METRICS, bleu_bootstrap_ci, caption_scores
-from . import Benchmark, Item, _text, log, register
+from . import GREEDY, Benchmark, Item, _text, log, register
 
 
 @register("caption")
 class CaptionBenchmark(Benchmark):
-    """Image captioning scored with COCO metrics (BLEU-1..4, METEOR, ROUGE_L, CIDEr).
+    """Image captioning scored with COCO metrics (BLEU-1..4, METEOR, ROUGE_L, CIDEr); one greedy caption.
 
     Reads a JSON array or JSONL of ``{"id", "prompt" (or "question"/"text"), "references" (or
     COCO-style "captions": strings or {"caption": ...}), "image"/"images"}``; the images are shown
     to the model with the prompt.
-    Only the first prediction of each item is scored (captioning is evaluated greedy, one
-    caption per image). Metrics are the corpus scores of ``caption_scores``; intervals bootstrap
-    the mean of the per-item scores, which for BLEU and METEOR (pooled statistics) is close to,
-    but not the same as, the corpus value.
+    Only the first prediction of each item is scored (one caption per image; the type's sampling
+    is greedy, n 1, unless the benchmark's ``sampling`` says otherwise). Metrics are the corpus
+    scores of ``caption_scores``; intervals bootstrap the mean of the per-item scores, which for
+    BLEU and METEOR (pooled statistics) is close to, but not the same as, the corpus value.
     """
 
     task = "caption"
+    default_sampling = GREEDY
 
     default_fields = {"id": ("id",), "prompt": ("prompt", "question", "text"),
                       "references": ("references", "captions")}

@@ -39,7 +39,8 @@ class MathBenchmark(Benchmark):
         k: list[int] = option([1], "pass@k for each k (1 is always reported), up to the samples per item.")
 
         def check(self) -> None:
-            """Every k is a positive integer."""
+            """Every k is a positive integer (and the keys every benchmark takes are consistent)."""
+            super().check()
             if any(v < 1 for v in self.k):
                 raise ValueError(f"k: expected positive integers, found {self.k}")
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import re
 import string
+from dataclasses import dataclass
 from typing import Any
 
-from . import Benchmark, Item, _text, register
+from . import GREEDY, Benchmark, BenchmarkOptions, Item, _text, group_by_option, register
 
 # A letter opening the answer: "B", "(B)", "B.", "B) ...", "**B**"; a leading word such as
 # "A cat" or "I think" is not a choice.
 _LEADING_CHOICE = re.compile(r"^[\s*_]*[(\[]?([A-Z])(?:[)\].:,*_]|[ \t]*\n|\s*$)")
 # "Answer: B", "answer is (C)", "The answer is **D**".
 _MARKED_CHOICE = re.compile(r"(?i:answer)\s*(?:(?i:is)\s*|:\s*)[\s*_(\[]*([A-Z])\b")
+# An option marker inside a question's text: "(A)", "A:" or "A." at the start, or after white
+# space, a comma or a semicolon, and followed by white space.
+_OPTION_MARKER = re.compile(r"(?:^|(?<=[\s,;]))(?:\(([A-Z])\)|([A-Z])([:.]))(?=[ \t])")
 
 
 def extract_choice(text: str) -> str | None:
@@ -29,6 +33,38 @@ def extract_choice(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+def options_from_question(question: str) -> dict[str, str]:
+    """The lettered options written in a question's text, as MMStar writes them
+    ("...\\nOptions: A: cat, B: dog, C: bird"); {} when there are fewer than two.
+
+    Rule: option markers are "A:", "A." or "(A)" at the start of the text or after white space,
+    a comma or a semicolon, followed by a space. From each "A" marker, the chain takes the next
+    "B" marker of the same style after it, then "C", and so on; the longest chain wins (the
+    later one on a tie, so that a stray "A." in the question before the options does not count).
+    An option's text runs to the next marker of the chain or to the end of its line, without the
+    surrounding white space and a separating comma or semicolon.
+    """
+    markers = [(m.start(), m.end(), m.group(1) or m.group(2), "()" if m.group(1) else m.group(3))
+               for m in _OPTION_MARKER.finditer(question)]
+    best: list[tuple[int, int, str, str]] = []
+    for i, first in enumerate(markers):
+        if first[2] != "A":
+            continue
+        chain = [first]
+        for marker in markers[i + 1:]:
+            if marker[3] == first[3] and marker[2] == chr(ord(chain[-1][2]) + 1):
+                chain.append(marker)
+        if len(chain) >= len(best):
+            best = chain
+    if len(best) < 2:
+        return {}
+    options = {}
+    for marker, following in zip(best, [*best[1:], None]):
+        text = question[marker[1]:following[0] if following else len(question)]
+        options[marker[2]] = text.split("\n")[0].strip().rstrip(",;").strip()
+    return options
+
+
 def render_choices(question: str, options: dict[str, str]) -> str:
     """The prompt: the question, one ``X. option`` line per option, and the instruction."""
     lines = [f"{letter}. {text}" for letter, text in options.items()]
@@ -37,27 +73,48 @@ def render_choices(question: str, options: dict[str, str]) -> str:
 
 @register("multiple_choice")
 class MultipleChoiceBenchmark(Benchmark):
-    """Multiple-choice questions scored by the letter the model picks (see ``extract_choice``).
+    """Multiple-choice questions (MMStar's too) scored by the letter the model picks; greedy.
 
-    Reads JSONL of ``{"id", "question", "options" (list, lettered A, B, ... in order, or a dict
-    letter → text), "answer" (the right letter)}``. Metric: ``accuracy``, the mean over items of
-    the fraction of samples whose letter is right; the interval bootstraps the per-item values.
+    Reads records of ``{"id", "question", "options" (list, lettered A, B, ... in order, or a dict
+    letter → text), "answer" (the right letter)}``: the prompt is the question, one ``X. option``
+    line per option and "Answer with the letter.". A record without ``options`` carries them in
+    its question, as MMStar's do (``"...\\nOptions: A: ..., B: ..."``, read by
+    ``options_from_question``; none found fails naming the line): the prompt is then the question
+    as given. The letter is read by ``extract_choice``. Metrics: ``accuracy``, the mean over items
+    of the fraction of samples whose letter is right, and ``accuracy[<field>=<value>]`` for each
+    value of each ``group_by`` field (MMStar: ``category``, ``l2_category``), the mean over that
+    group's items; intervals bootstrap the per-item values (within the group).
     """
 
     task = "mcq"
+    default_sampling = GREEDY
 
     default_fields = {"id": ("id",), "question": ("question",), "options": ("options",), "answer": ("answer",)}
 
+    @dataclass(frozen=True)
+    class Options(BenchmarkOptions):
+        """multiple_choice keys."""
+
+        group_by: list[str] = group_by_option(["category", "l2_category"])
+
     def make_item(self, record: dict, line: int) -> Item:
-        """A multiple-choice record → item with the rendered prompt and the gold letter."""
+        """A multiple-choice record → item with its prompt and the gold letter."""
         question = _text(self.field(record, "question"), "question")
-        options = self._options(self.field(record, "options"))
+        given = self.field(record, "options", required=False)
+        if given is not None:
+            options = self._options(given)
+            prompt = render_choices(question, options)
+        else:
+            options, prompt = options_from_question(question), question
+            if not options:
+                raise ValueError("no options: the record has no 'options' field and its question names none "
+                                 "(option markers 'A:', 'A.' or '(A)' followed by a space, from A on)")
         gold = self.field(record, "answer")
         if not isinstance(gold, str) or gold.strip().upper() not in options:
             raise ValueError(f"answer must be one of the option letters {', '.join(options)}, found {gold!r}")
         meta = {key: value for key, value in record.items() if key not in self.used_fields()}
-        return {"id": self.item_id(record, line), "prompt": render_choices(question, options),
-                "gold": gold.strip().upper(), "meta": {"options": options, **meta}}
+        return {"id": self.item_id(record, line), "prompt": prompt, "gold": gold.strip().upper(),
+                "meta": {"options": options, **meta}}
 
     @staticmethod
     def _options(options: Any) -> dict[str, str]:
@@ -76,7 +133,8 @@ class MultipleChoiceBenchmark(Benchmark):
 
     def score(self, items: list[Item], predictions: dict[str, list[str]],
               seed: int) -> tuple[list[dict], dict]:
-        """Letter of every sample against the gold; per item ``choices``/``correct``/``accuracy``."""
+        """Letter of every sample against the gold; per item ``choices``/``correct``/``accuracy``
+        (and its ``groups``)."""
         by_id = self.check_predictions(items, predictions)
         rows, accuracies = [], []
         for item in items:
@@ -86,10 +144,12 @@ class MultipleChoiceBenchmark(Benchmark):
             accuracy = sum(correct) / len(correct)
             accuracies.append(accuracy)
             rows.append({"id": item["id"], "prompt": item["prompt"], "predictions": samples, "gold": item["gold"],
+                         "groups": self.groups(item),
                          "score": {"choices": choices, "correct": correct, "accuracy": accuracy}})
+        per_item = self.per_group("accuracy", accuracies, items)
         samples = [len(by_id[item["id"]]) for item in items]
-        return rows, self.summary(len(items), {"accuracy": sum(accuracies) / len(accuracies)},
-                                  {"accuracy": accuracies}, seed, samples,
-                                  "mean over items of the per-item fraction of correct samples")
+        return rows, self.summary(len(items), {name: sum(values) / len(values) for name, values in per_item.items()},
+                                  per_item, seed, samples,
+                                  "mean over items (of the group) of the per-item fraction of correct samples")
 
 

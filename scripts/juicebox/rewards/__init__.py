@@ -24,8 +24,8 @@ such as CIDEr depend on the whole scored set, and model rewards batch across pro
   values a reward exposes for ranking (``rank_keys``, e.g. ``dpo_implicit.avg``);
 * ``details``: {name: details}; ``reward_reason``: why ``reward`` is None (else None).
 
-Types (one module each): ``verifier_math``, ``reference_caption``, ``dpo_implicit``,
-``reward_model``, ``judge``, ``python``.
+Types (one module each): ``verifier_math``, ``short_answer``, ``reference_caption``,
+``dpo_implicit``, ``reward_model``, ``judge``, ``python``.
 
 Records with images: ``dpo_implicit`` shows them to vision-language models (and refuses them
 for a text-only model), ``judge`` sends them to the judge as data URLs, ``reward_model`` (a
@@ -275,5 +275,5 @@ def prompt_messages(record: dict) -> list[dict]:
 
 # Registers the types (each module imports only light things at the top).
 from . import (dpo_implicit, judge, python_function, reference_caption, reward_model,  # noqa: E402,F401
-               verifier_math)
+               short_answer, verifier_math)
 from .dpo_implicit import answer_logprobs  # noqa: E402,F401
