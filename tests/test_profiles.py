@@ -90,7 +90,9 @@ def test_gpu_resources_envs_and_launchers_derive_from_the_config(workdir, gpu_co
         elif rule == "evaluate":
             assert res["gpu"] == "4"
         elif rule == "reward_shard":
-            assert res["gpu"] == "1"  # dpo_implicit runs the policy and reference models
+            # dpo_implicit runs the policy and reference models; the vlm's rewards (short answers,
+            # CIDEr) run no model
+            assert res["gpu"] == ("0" if re.search(r"wildcards: exp=(\w+)", block).group(1) == "vlm" else "1"), block
         elif rule == "train_dpo":
             assert (res["gpu"], res["nodes"], res["mpi"], res["tasks"], res["tasks_per_gpu"]) == \
                 ("8", "2", "srun", "2", "0")

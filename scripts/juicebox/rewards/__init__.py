@@ -53,6 +53,15 @@ register = REWARDS.register
 Scores = list[list[tuple[float | None, dict]]]
 
 
+def without_gold_answer(record: dict) -> list[tuple[None, dict]] | None:
+    """For a record without a gold ``answer``: a None score with the reason for each of its
+    samples; None when the record has one."""
+    answer = record.get("answer")
+    if answer is None or not str(answer).strip():
+        return [(None, {"reason": "the prompt has no gold answer"}) for _ in record.get("samples") or []]
+    return None
+
+
 @dataclass(frozen=True)
 class RewardContext:
     """What every reward may need from the run: model paths, device, threads, seed, log folder.

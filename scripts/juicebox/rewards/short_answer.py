@@ -8,7 +8,7 @@ from typing import Callable, Literal
 
 from ..benchmarks import extract_choice, normalize_vqa_answer, parse_yes_no
 from ..spec import option
-from . import Reward, RewardOptions, Scores, register
+from . import Reward, RewardOptions, Scores, register, without_gold_answer
 
 # The match ``auto`` uses for a record's task (any other task: vqa).
 AUTO_MATCH = {"yes_no": "yes_no", "mcq": "choice"}
@@ -66,10 +66,10 @@ class ShortAnswer(Reward):
         """Read every sample and the gold answer as the match rule says; 1.0 when they are equal."""
         out: Scores = []
         for record in records:
-            samples = record.get("samples") or []
-            answer = record.get("answer")
-            if answer is None or not str(answer).strip():
-                out.append([(None, {"reason": "the prompt has no gold answer"}) for _ in samples])
+            samples, answer = record.get("samples") or [], record.get("answer")
+            missing = without_gold_answer(record)
+            if missing is not None:
+                out.append(missing)
                 continue
             match = self.options.match
             if match == "auto":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import Reward, Scores, register
+from . import Reward, Scores, register, without_gold_answer
 
 
 @register("verifier_math")
@@ -23,10 +23,10 @@ class VerifierMath(Reward):
 
         out: Scores = []
         for record in records:
-            samples = record.get("samples") or []
-            answer = record.get("answer")
-            if answer is None or not str(answer).strip():
-                out.append([(None, {"reason": "the prompt has no gold answer"}) for _ in samples])
+            samples, answer = record.get("samples") or [], record.get("answer")
+            missing = without_gold_answer(record)
+            if missing is not None:
+                out.append(missing)
                 continue
             gold = gold_answer_math(str(answer))
             row = []
