@@ -1,4 +1,4 @@
-"""A graded math reward for the CI-sized config, as a `python` reward.
+"""Graded rewards for the CI-sized config, as `python` rewards.
 
 The CI's tiny text model, trained for seconds, almost never gets a held-out sum right, so
 verifier_math gives every sample 0 and no pair can be formed. This reward gives partial credit:
@@ -16,3 +16,12 @@ def digit_overlap(record: dict, sample: dict) -> float:
         return 0.0
     answer = found.group().lstrip("-")
     return sum(a == b for a, b in zip(answer.zfill(len(gold))[-len(gold):], gold)) / len(gold)
+
+
+def answer_similarity(record: dict, sample: dict) -> float:
+    """Partial credit for a short answer (the CI's briefly trained VLM is rarely exactly right):
+    difflib's similarity ratio of the answer's first line to the gold answer, lower-cased."""
+    from difflib import SequenceMatcher
+
+    answer = (sample["text"].strip().splitlines() or [""])[0].lower()
+    return SequenceMatcher(None, answer, str(record.get("answer", "")).lower()).ratio()
