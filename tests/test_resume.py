@@ -37,13 +37,16 @@ TRAIN = EXP / "train"
 
 
 def small_config(work: Path) -> None:
-    """The CI config's VLM experiment made smaller (its CIDEr rewards make pairs; the tiny text model's
-    math answers are nearly all wrong): 24 prompts, several batches, chunks and checkpoints."""
+    """The CI config's VLM experiment made smaller (its CIDEr and graded short-answer rewards make
+    pairs; the tiny text model's math answers are nearly all wrong): 24 prompts, several batches,
+    chunks and checkpoints."""
     cfg = yaml.safe_load((work / ".test/config_ci/config.yaml").read_text())
     d = {**cfg["defaults"], **{k: v for k, v in cfg["experiments"]["vlm"].items() if k != "eval"}}
     cfg["defaults"] = d
     d["sft"] = {**d["sft"], "epochs": 1}
-    d["rollouts"] = {**d["rollouts"], "limit": 24, "shards": 2, "engine": {"type": "hf", "batch_size": BATCH}}
+    # captions and yes/no questions only: chunks then hold several captions (see the reward test)
+    d["rollouts"] = {**d["rollouts"], "limit": 24, "shards": 2, "engine": {"type": "hf", "batch_size": BATCH},
+                     "tasks": ["caption", "yes_no"]}
     d["rewards"] = {**d["rewards"], "shards": 2, "chunk": BATCH}
     # Few pairs (the tiny model's answers mostly tie), so several epochs of batch 1 make the steps.
     # 5 is not a multiple of 2: a checkpoint falls between two logs (they must still resume exactly).
