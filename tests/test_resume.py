@@ -44,9 +44,9 @@ def small_config(work: Path) -> None:
     d = {**cfg["defaults"], **{k: v for k, v in cfg["experiments"]["vlm"].items() if k != "eval"}}
     cfg["defaults"] = d
     d["sft"] = {**d["sft"], "epochs": 1}
-    # captions and yes/no questions only: chunks then hold several captions (see the reward test)
+    # captions only: every reward chunk then holds several captions (see the reward test)
     d["rollouts"] = {**d["rollouts"], "limit": 24, "shards": 2, "engine": {"type": "hf", "batch_size": BATCH},
-                     "tasks": ["caption", "yes_no"]}
+                     "tasks": ["caption"]}
     d["rewards"] = {**d["rewards"], "shards": 2, "chunk": BATCH}
     # Few pairs (the tiny model's answers mostly tie), so several epochs of batch 1 make the steps.
     # 5 is not a multiple of 2: a checkpoint falls between two logs (they must still resume exactly).
