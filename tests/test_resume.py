@@ -29,7 +29,7 @@ from conftest import ROOT, SNAKEMAKE, run_snakemake
 pytestmark = pytest.mark.workflow
 CONFIG = "resume.yaml"
 CORES = "2"
-BATCH = 4  # rollout batch size and reward chunk: 12 prompts per shard make 3 of each
+BATCH = 4  # rollout batch size and reward chunk: each shard holds several of each
 EXP = Path("results/raw")
 ROLLOUT_SHARD = EXP / "rollouts/shards/1-of-2.jsonl"
 REWARD_SHARD = EXP / "rewards/shards/1-of-2.jsonl"
@@ -156,7 +156,8 @@ def test_rollout_shard_killed_inside_a_batch_resumes_byte_identical(reference, t
     assert all(r["samples"] for r in at_kill)
     assert_same_bytes(reference, work, ROLLOUT_SHARD)
     lines = (work / ROLLOUT_SHARD).read_text().splitlines()
-    assert len(lines) == 12 and len({json.loads(line)["id"] for line in lines}) == 12
+    assert len(lines) > BATCH, "the shard must span several batches"
+    assert len({json.loads(line)["id"] for line in lines}) == len(lines)
 
 
 def test_reward_shard_killed_inside_a_chunk_resumes_byte_identical(reference, tmp_path):
