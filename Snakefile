@@ -23,8 +23,11 @@ include: "rules/rewards.smk"
 include: "rules/pairs.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
+include: "rules/rounds.smk"
+include: "rules/tracking.smk"
 include: "rules/ledger.smk"
 include: "rules/report.smk"
+include: "rules/sharing.smk"
 
 
 rule all:

@@ -1,12 +1,15 @@
 import json
+import re
 import shlex
 import sys
+import types
 from pathlib import Path
 
 SCRIPTS = Path(workflow.basedir) / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 from juicebox import cluster  # noqa: E402
+from juicebox import tracking as tracking_lib  # noqa: E402
 from juicebox.config import compose, resolve  # noqa: E402
 from juicebox.models import is_hub_id, model_slug  # noqa: E402
 from juicebox.shards import shard_names  # noqa: E402
@@ -61,10 +64,11 @@ DEMO = CONFIG["demo_data"]["outdir"]
 
 
 wildcard_constraints:
-    exp="|".join(EXPERIMENTS),
+    exp="|".join(re.escape(name) for name in EXPERIMENTS),
     variant="(base|sft|dpo)(_blank)?",
     shard=r"\d+-of-\d+",
     bench=r"[A-Za-z0-9_.-]+",
+    round=r"[2-9]|[1-9][0-9]+",
 
 
 def experiment(wildcards):
@@ -95,6 +99,10 @@ def data_outputs():
             f"results/{exp}/recipe/changes.json",
             f"results/{exp}/probe/histograms",
         )
+    ] + [
+        f"results/{exp}/probe/model_histograms"
+        for exp in EXPERIMENTS
+        if EXPERIMENTS[exp]["feedback"]["enabled"]
     ]
 
 
@@ -121,6 +129,29 @@ def policy_model(wildcards):
     if experiment(wildcards)["sft"]["enabled"]:
         return f"results/{wildcards.exp}/sft/model"
     return base_model(wildcards)
+
+
+def feedback_inputs(wildcards):
+    """What the model probe (probe_model) reads: the feedback model (feedback.model of the
+    feedback.from experiment: its base model or its SFT model) and, when that is another
+    experiment, its scored rollouts (the reward stats)."""
+    feedback = experiment(wildcards)["feedback"]
+    source = feedback["from"] or wildcards.exp
+    if feedback["model"] == "sft":
+        inputs = {"model": f"results/{source}/sft/model"}
+    else:
+        inputs = {"model": base_model(types.SimpleNamespace(exp=source))}
+    if source != wildcards.exp:
+        inputs["scored"] = f"results/{source}/rewards/scored.jsonl"
+    return inputs
+
+
+def feedback_model_stats(wildcards):
+    """The model probe's stats when the experiment's model feedback is on (else nothing): read by
+    refine_recipe_ksigma and process_data."""
+    if experiment(wildcards)["feedback"]["enabled"]:
+        return f"results/{wildcards.exp}/probe/model_stats.jsonl"
+    return []
 
 
 def variants(exp):
@@ -155,16 +186,73 @@ def variant_inputs(wildcards):
 
 
 def shard_files(stage):
-    """Input function: the shard files of a sharded stage ("rollouts" or "rewards") of an experiment."""
+    """Input function: the shard files of a sharded stage ("rollouts" or "rewards") of an
+    experiment (of its DPO round when the rule has a {round} wildcard)."""
 
     def files(wildcards):
         count = experiment(wildcards)[stage]["shards"]
         return [
-            f"results/{wildcards.exp}/{stage}/shards/{name}.jsonl"
+            f"{round_dir(wildcards.exp, wildcards.get('round', 1))}/{stage}/shards/{name}.jsonl"
             for name in shard_names(count)
         ]
 
     return files
+
+
+# --- DPO rounds (rules/rounds.smk) ------------------------------------------------------------
+
+
+def round_dir(exp, r):
+    """Folder of the model half of DPO round ``r``: round 1 is results/{exp} itself."""
+    return f"results/{exp}" if int(r) == 1 else f"results/{exp}/round{r}"
+
+
+def round_policy(wildcards):
+    """The model DPO round {round} samples from and trains: round 1's is the policy (SFT or base);
+    a later round's is the previous round's policy with its adapter merged in."""
+    r = int(wildcards.get("round", 1))
+    return (
+        policy_model(wildcards) if r == 1 else f"{round_dir(wildcards.exp, r)}/policy"
+    )
+
+
+def previous_policy(wildcards):
+    """The policy of the round before {round}."""
+    r = int(wildcards.round) - 1
+    return (
+        policy_model(wildcards) if r == 1 else f"{round_dir(wildcards.exp, r)}/policy"
+    )
+
+
+def previous_adapter(wildcards):
+    """The DPO adapter the round before {round} trained."""
+    return f"{round_dir(wildcards.exp, int(wildcards.round) - 1)}/train/adapter"
+
+
+def later_rounds(exp):
+    """The DPO rounds after the first of an experiment (2..rounds)."""
+    return list(range(2, EXPERIMENTS[exp]["rounds"] + 1))
+
+
+def round_variants(exp):
+    """Variants evaluated after every later round: dpo, and dpo_blank with the blank-image ablation."""
+    return [v for v in variants(exp) if v in ("dpo", "dpo_blank")]
+
+
+# The stages each later DPO round repeats.
+ROUND_STAGES = ("rollouts", "rewards", "pairs")
+
+
+def round_ledger_inputs(wildcards):
+    """Per later DPO round, its stages' counts and its DPO summary, in order."""
+    return [
+        f"{round_dir(wildcards.exp, r)}/{name}"
+        for r in later_rounds(wildcards.exp)
+        for name in (
+            *(f"{stage}/ledger_stage.json" for stage in ROUND_STAGES),
+            "train/summary.json",
+        )
+    ]
 
 
 def training_summaries(wildcards):
@@ -182,12 +270,19 @@ def benchmarks(exp):
 
 
 def eval_outputs():
-    """Per experiment, benchmark and variant: the metrics file results/eval.json gathers."""
+    """Per experiment, benchmark and variant (and later DPO round): the metrics files
+    results/eval.json gathers."""
     return [
         f"results/{exp}/eval/{bench}/{variant}.json"
         for exp in EXPERIMENTS
         for bench in benchmarks(exp)
         for variant in variants(exp)
+    ] + [
+        f"{round_dir(exp, r)}/eval/{bench}/{variant}.json"
+        for exp in EXPERIMENTS
+        for r in later_rounds(exp)
+        for bench in benchmarks(exp)
+        for variant in round_variants(exp)
     ]
 
 
@@ -204,13 +299,15 @@ def report_figures():
 
 
 def final_outputs():
-    """Everything `snakemake` builds by default: results/eval.json, the per-experiment ledgers, figures."""
+    """Everything `snakemake` builds by default: results/eval.json, the per-experiment ledgers, figures,
+    and with a tracker on the evaluation logged to it."""
     return (
         ["results/eval.json"]
         + [f"results/{exp}/ledger.json" for exp in EXPERIMENTS]
         + data_outputs()
         + [f"results/{exp}/train/metrics.png" for exp in EXPERIMENTS]
         + report_figures()
+        + tracking_outputs()  # rules/tracking.smk
     )
 
 
@@ -234,3 +331,29 @@ def launcher(settings):
     return cluster.launcher(
         settings, ACCELERATE_PRESETS, SCRIPTS / "accelerate_multinode.sh"
     )
+
+
+# --- tracking (rules/tracking.smk; the trainings log through TRL's report_to) ---------------
+
+
+def training_tracking(wildcards, stage):
+    """The --tracking JSON of a training job (sft in rules/models.smk; dpo in rules/train.smk, also of a later
+    DPO round): where its curves go besides metrics.csv (tracking: in the config)."""
+    name = tracking_lib.stage_name(stage, wildcards.get("round", 1))
+    return json.dumps(
+        tracking_lib.run_settings(CONFIG["tracking"], wildcards.exp, name),
+        sort_keys=True,
+    )
+
+
+# A tracker turned on whose package is missing stops the run before any job; with conda envs,
+# the jobs' own envs have them and the jobs check for themselves.
+if "CONDA" not in {m.name for m in workflow.deployment_settings.deployment_method}:
+    tracking_lib.check_installed(CONFIG["tracking"])
+
+
+def tracking_outputs():
+    """Per experiment, the marker track_eval writes, when a tracker is on (final_outputs)."""
+    if not tracking_lib.active(CONFIG["tracking"]):
+        return []
+    return [f"results/{exp}/tb/eval/done.json" for exp in EXPERIMENTS]

@@ -42,7 +42,11 @@ rule eval_summary:
     params:
         experiments={exp: variants(exp) for exp in EXPERIMENTS},
         benchmarks={exp: benchmarks(exp) for exp in EXPERIMENTS},
+        rounds={exp: later_rounds(exp) for exp in EXPERIMENTS},
         ranking=CONFIG["ranking"],
+        sweeps=CONFIG["sweep_points"],
+        # a data pool is named by the experiment that computes it (rules/sharing.smk)
+        pools=lambda w: OWNERS["data"],
         config=CONFIG,
         seed=CONFIG["seed"],
     script:

@@ -11,6 +11,7 @@ rule ledger:
     input:
         stages=list(LEDGER_STAGES.values()),
         training=lambda w: list(training_summaries(w).values()),
+        rounds=round_ledger_inputs,
     output:
         "results/{exp}/ledger.json",
     log:
@@ -26,5 +27,7 @@ rule ledger:
     params:
         stages=list(LEDGER_STAGES),
         trainings=lambda w: list(training_summaries(w)),
+        rounds=lambda w: later_rounds(w.exp),
+        round_stages=ROUND_STAGES,
     script:
         "../scripts/write_ledger.py"

@@ -95,10 +95,13 @@ rule sft:
         tasks_per_gpu=lambda w: cluster.multinode(experiment(w)["sft"], 0),
     params:
         settings=lambda w: json.dumps(experiment(w)["sft"]),
+        # training_tracking: rules/train.smk
+        tracking=lambda w: training_tracking(w, "sft"),
         seed=CONFIG["seed"],
         launcher=lambda w: launcher(experiment(w)["sft"]),
         script=SCRIPTS / "train.py",
     shell:
         "{params.launcher} {params.script} sft --data {input.data} --model {input.model}"
         " --out {output.model} --metrics {output.metrics} --summary {output.summary}"
-        " --seed {params.seed} --threads {threads} --settings {params.settings:q} > {log} 2>&1"
+        " --seed {params.seed} --threads {threads} --settings {params.settings:q}"
+        " --tracking {params.tracking:q} > {log} 2>&1"

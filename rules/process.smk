@@ -2,6 +2,7 @@ rule process_data:
     input:
         pool="results/{exp}/pool/pool.jsonl",
         recipe="results/{exp}/recipe/refined.yaml",
+        model_stats=feedback_model_stats,
     output:
         data="results/{exp}/processed/data.jsonl",
         stage="results/{exp}/processed/ledger_stage.json",

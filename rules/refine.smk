@@ -2,6 +2,7 @@ rule refine_recipe_ksigma:
     input:
         recipe=lambda w: experiment(w)["recipe"],
         stats="results/{exp}/probe/stats.jsonl",
+        model_stats=feedback_model_stats,
     output:
         recipe="results/{exp}/recipe/refined.yaml",
         changes="results/{exp}/recipe/changes.json",
@@ -17,5 +18,6 @@ rule refine_recipe_ksigma:
         runtime=10,
     params:
         ksigma=lambda w: experiment(w)["ksigma"],
+        feedback=lambda w: experiment(w)["feedback"],
     script:
         "../scripts/refine_recipe_ksigma.py"

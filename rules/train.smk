@@ -26,13 +26,15 @@ rule train_dpo:
         tasks_per_gpu=lambda w: cluster.multinode(experiment(w)["train"], 0),
     params:
         settings=lambda w: json.dumps(experiment(w)["train"]),
+        tracking=lambda w: training_tracking(w, "dpo"),
         seed=CONFIG["seed"],
         launcher=lambda w: launcher(experiment(w)["train"]),
         script=SCRIPTS / "train.py",
     shell:
         "{params.launcher} {params.script} dpo --data {input.pairs} --model {input.model}"
         " --out {output.adapter} --metrics {output.metrics} --summary {output.summary}"
-        " --seed {params.seed} --threads {threads} --settings {params.settings:q} > {log} 2>&1"
+        " --seed {params.seed} --threads {threads} --settings {params.settings:q}"
+        " --tracking {params.tracking:q} > {log} 2>&1"
 
 
 rule plot_training:

@@ -3,7 +3,7 @@
 
 A vision-language model (told from its config) trains on the records' images through TRL's
 processor path; its summary also counts the rows `max_length` made it shorten (`truncated`) or
-leave out (`skipped`).
+leave out (`skipped`). With `--tracking`, the curves also go to TensorBoard, wandb or swanlab.
 
 A command-line program rather than a Snakemake script so that `accelerate launch` can run it on
 several GPUs unchanged; the sft and train_dpo rules call it.
@@ -28,6 +28,8 @@ def main() -> None:
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--tracking", default=None,
+                        help="JSON: where the curves are also logged (juicebox.tracking.run_settings); none: nowhere")
     args = parser.parse_args()
     log = setup_logging(None)
     if args.threads:
@@ -35,7 +37,8 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     train = train_sft if args.stage == "sft" else train_dpo
-    result = train(args.data, args.model, args.out, args.metrics, json.loads(args.settings), args.seed)
+    tracking = json.loads(args.tracking) if args.tracking else None
+    result = train(args.data, args.model, args.out, args.metrics, json.loads(args.settings), args.seed, tracking)
     write_json(args.summary, result)
     log.info("%s done: %s", args.stage, result)
 

@@ -31,7 +31,7 @@ import jsonschema
 from .io import read_yaml
 from .spec import NUMBER, ConfigError, closest
 
-EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # The keys that name a block's type in the registries.
 TYPE_KEYS = ("type", "executor", "op")
 
@@ -301,6 +301,83 @@ def check_paths(exp: dict, where: str, produced: Callable[[str], bool]) -> None:
             raise ConfigError(f"{where}.recipe: {err}") from err
 
 
+def _feedback_source(name: str, exp: dict) -> str:
+    """The experiment whose model probes ``name``'s pool (``feedback.from``, null: itself)."""
+    return exp["feedback"]["from"] or name
+
+
+def check_feedback(experiments: dict[str, dict]) -> None:
+    """Every enabled ``feedback`` block can run: ``from`` names an experiment; the probe model is
+    not trained on the data it filters (sft of the same experiment, or a chain of experiments
+    back to it); an sft probe has an SFT model; reward stats come from another experiment's
+    rollouts; the filters name known stats and a bound. A recipe with ``model_stat_filter``
+    entries needs feedback on (the model stats they bound come from it)."""
+    from .ksigma import LOSS_STATS, MODEL_STATS, REWARD_STATS, split_recipe
+
+    for name, exp in experiments.items():
+        where = f"experiments.{name}.feedback"
+        fb = exp["feedback"]
+        filters = []
+        if Path(exp["recipe"]).is_file():
+            try:
+                filters = split_recipe(read_yaml(exp["recipe"]) or {})[1]
+            except ValueError as err:
+                raise ConfigError(f"experiments.{name}.recipe: {exp['recipe']}: {err}") from err
+        if not fb["enabled"]:
+            if filters:
+                raise ConfigError(f"experiments.{name}.recipe: {exp['recipe']} has model_stat_filter entries, which "
+                                  f"need the model probe: set {where}.enabled: true")
+            continue
+        source = _feedback_source(name, exp)
+        if source not in experiments:
+            raise ConfigError(f"{where}.from: no experiment named {source!r}{closest(source, sorted(experiments))}; "
+                              f"experiments: {', '.join(sorted(experiments))}")
+        if fb["model"] == "sft" and source == name:
+            raise ConfigError(f"{where}.model: sft of this experiment would probe the data its own SFT trains on "
+                              f"after the feedback filters (a cycle); use model: base, or `from:` another experiment")
+        if fb["model"] == "sft" and not experiments[source]["sft"]["enabled"]:
+            raise ConfigError(f"{where}.model: experiment {source!r} has sft.enabled: false, so it has no sft model; "
+                              "use model: base or enable its sft")
+        if not fb["filters"] and not filters:
+            raise ConfigError(f"{where}.filters: feedback is enabled but no filter bounds a model stat; add "
+                              "{stat: model_loss, max_value: null} or the like (or disable feedback)")
+        for i, f in enumerate(fb["filters"]):
+            at = f"{where}.filters[{i}]"
+            if f["stat"] not in MODEL_STATS:
+                hint = closest(f["stat"], list(MODEL_STATS))
+                raise ConfigError(f"{at}.stat: unknown model stat {f['stat']!r}{hint}; known: {', '.join(MODEL_STATS)}")
+            if f["stat"] in REWARD_STATS and source == name:
+                raise ConfigError(f"{at}.stat: {f['stat']} comes from the rollouts of the `from` experiment, and "
+                                  f"this experiment's own rollouts come after its filters; set {where}.from to "
+                                  f"another experiment (model stats of this one: {', '.join(LOSS_STATS)})")
+            bounds = [key for key in ("min_value", "max_value") if key in f]
+            if not bounds:
+                raise ConfigError(f"{at}: names no bound; give min_value and/or max_value (null: k-sigma computes it)")
+            if not fb["refine"] and all(f[key] is None for key in bounds):
+                raise ConfigError(f"{at}: {where}.refine is false, so a null bound stays unbounded; give a number")
+        own = [f["stat"] for f in filters if f["stat"] in REWARD_STATS]
+        if own and source == name:
+            raise ConfigError(f"experiments.{name}.recipe: {exp['recipe']} bounds {own[0]}, which comes from the "
+                              f"rollouts of another experiment: set {where}.from to one")
+    _check_feedback_cycles(experiments)
+
+
+def _check_feedback_cycles(experiments: dict[str, dict]) -> None:
+    """Refuse experiments whose feedback models depend on each other in a ring (A filters with B's
+    SFT model or rollouts, B with A's): each would wait for the other's processed data."""
+    edges = {name: _feedback_source(name, exp) for name, exp in experiments.items()
+             if exp["feedback"]["enabled"] and _feedback_source(name, exp) != name}
+    for start in edges:
+        seen, node = [start], edges[start]
+        while node in edges and node not in seen:
+            seen.append(node)
+            node = edges[node]
+        if node == start:
+            ring = " -> ".join(seen + [start])
+            raise ConfigError(f"experiments.{start}.feedback.from: the feedback experiments form a cycle ({ring}): "
+                              "each needs the other's processed data first")
+
+
 # --- the whole config ----------------------------------------------------------------------
 
 def resolve(config: dict, schema_path: str, produced: Callable[[str], bool] = lambda path: False) -> dict:
@@ -316,6 +393,10 @@ def resolve(config: dict, schema_path: str, produced: Callable[[str], bool] = la
     config = coerce_numbers(copy.deepcopy(config), schema, schema)
     validate(config, schema)
     experiment_schema = {**schema["$defs"]["experiment"], "$defs": schema["$defs"]}
+    # Sweeps become ordinary experiments here, so each is checked below like a written one.
+    from .sweeps import add_base_points, expand
+
+    config["experiments"], sweep_points = expand(config, experiment_schema)
     resolved = fill_defaults(copy.deepcopy(config), schema, schema)
     if config.get("defaults"):
         defaults = fill_defaults(copy.deepcopy(config["defaults"]), experiment_schema, experiment_schema)
@@ -324,7 +405,7 @@ def resolve(config: dict, schema_path: str, produced: Callable[[str], bool] = la
     for name, override in (config.get("experiments") or {}).items():
         where = f"experiments.{name}"
         if not EXPERIMENT_NAME.match(name):
-            raise ConfigError(f"{where}: an experiment name may hold letters, digits, '-' and '_' "
+            raise ConfigError(f"{where}: an experiment name may hold letters, digits, '-', '_' and '.' "
                               "and starts with a letter or digit (it becomes a folder name)")
         merged = deep_merge(config.get("defaults") or {}, override)
         validate(merged, experiment_schema, prefix=("experiments", name))
@@ -342,7 +423,9 @@ def resolve(config: dict, schema_path: str, produced: Callable[[str], bool] = la
         experiments[name] = merged
     if not experiments:
         raise ConfigError("experiments: define at least one experiment")
+    check_feedback(experiments)
     resolved["experiments"] = experiments
+    resolved["sweep_points"] = add_base_points(sweep_points, experiments)
     ranked = resolved["ranking"]["benchmark"]
     if not any(ranked in exp["eval"]["benchmarks"] for exp in experiments.values()):
         known = sorted({b for exp in experiments.values() for b in exp["eval"]["benchmarks"]})

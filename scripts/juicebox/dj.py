@@ -16,6 +16,10 @@ Data-Juicer sees a narrow view of each canonical record: ``id``, the text (under
 first ``text_keys``, ``text`` by default) and ``images`` (absolute paths: the pool holds image
 files only, inline images having been written to the pool's image store). The full records are
 joined back by id after processing, so arbitrary ``meta`` never reaches Arrow's schema inference.
+
+A recipe may hold Juicebox's ``model_stat_filter`` entries (bounds on model stats, see
+:mod:`juicebox.ksigma`); Data-Juicer gets the recipe without them (:func:`dj_recipe`), written
+to the job's scratch folder, and the Analyzer and executor never see them.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .io import read_yaml, write_jsonl
+from .io import read_yaml, write_jsonl, write_yaml
+from .ksigma import split_recipe
 from .records import prompt_text, record_images
 from .registry import Registry
 from .spec import Options, option
@@ -84,6 +89,18 @@ def recipe_text_key(recipe_path: str) -> str:
     """The field Data-Juicer's text ops read: the recipe's first ``text_keys`` (default ``text``)."""
     keys = (read_yaml(recipe_path) or {}).get("text_keys", "text")
     return keys[0] if isinstance(keys, list) else keys
+
+
+def dj_recipe(recipe_path: str, work: str) -> str:
+    """The recipe file Data-Juicer runs: ``recipe_path`` itself, or, when it holds
+    ``model_stat_filter`` entries, a copy without them in ``work``."""
+    recipe = read_yaml(recipe_path) or {}
+    dj_only, filters = split_recipe(recipe)
+    if not filters:
+        return recipe_path
+    path = os.path.join(work, "recipe.dj.yaml")
+    write_yaml(path, dj_only)
+    return path
 
 
 def dj_view(records: list[dict], text_key: str) -> list[dict]:
@@ -141,7 +158,7 @@ def analyze(records: list[dict], recipe_path: str, scratch_parent: str, np: int)
     with _scratch(scratch_parent) as work:
         data = os.path.join(work, "input.jsonl")
         write_jsonl(data, dj_view(records, text_key))
-        cfg = load_config(recipe_path, data, work, np)
+        cfg = load_config(dj_recipe(recipe_path, work), data, work, np)
         cfg.process = [op for op in cfg.process
                        if all("default" in operators.modules[name]._supported_exec_modes for name in op)]
         analyzer = Analyzer(cfg)
@@ -309,6 +326,23 @@ class RayExecutorRun(DefaultExecutorRun):
         return _run_ray(recipe_path, data, work, self.options.np, self.options.ray_address, counts, text_key)
 
 
+def process_stage(n_in: int, n_kept: int, counts: list[dict]) -> dict:
+    """The ledger's process stage from per-op counts (``{"op", "in", "kept"}`` in order): each op
+    named by itself, or ``<op>#<position>`` when the recipe runs it twice; an op that splits
+    records counts under ``added``, any other under ``dropped``."""
+    from .ledger import stage
+
+    names = [c["op"] for c in counts]
+    dropped, added = {}, {}
+    for index, c in enumerate(counts):
+        name = c["op"] if names.count(c["op"]) == 1 else f"{c['op']}#{index}"
+        if c["kept"] > c["in"]:
+            added[name] = c["kept"] - c["in"]
+        else:
+            dropped[name] = c["in"] - c["kept"]
+    return stage(n_in, n_kept, dropped, added=added)
+
+
 def process(records: list[dict], recipe_path: str, scratch_parent: str,
             executor: dict | None = None) -> tuple[list[dict], list[dict]]:
     """Run the recipe on the Data-Juicer executor the ``dj:`` block ``executor`` names (default:
@@ -323,7 +357,7 @@ def process(records: list[dict], recipe_path: str, scratch_parent: str,
     with _scratch(scratch_parent) as work:
         data = os.path.join(work, "input.jsonl")
         write_jsonl(data, dj_view(records, text_key))
-        rows = run.rows(recipe_path, data, work, counts, text_key)
+        rows = run.rows(dj_recipe(recipe_path, work), data, work, counts, text_key)
     by_id = {r["id"]: r for r in records}
     seen: dict[str, int] = {}
     kept = []

@@ -17,6 +17,13 @@ Unlike Data-Juicer's ``modify_recipe_k_sigma``:
 
 Image stats hold one value per image (a list per record); every image counts once in the
 summaries, and a bound's drop fraction follows the op's ``any_or_all``.
+
+Model stats (:mod:`juicebox.model_probe`: ``model_loss``, ``reward_mean``, ...) are bounded by
+the Juicebox pseudo-op ``model_stat_filter: {stat, min_value, max_value}`` in a recipe (written
+by hand, or appended from an experiment's ``feedback.filters``). Its bounds go through the same
+refinement as Data-Juicer's: only the sides an entry names (``max_value: null`` asks k-sigma for
+the upper bound; a side left out stays unbounded), integer stats rounded inwards. Data-Juicer
+never sees these entries (:func:`split_recipe`); processing applies them after its ops.
 """
 
 from __future__ import annotations
@@ -57,14 +64,71 @@ BUILTIN_STAT_MAP: dict[str, dict[str, tuple[str, str]]] = {
 # alphanumeric_filter bounds a different stat when it counts tokens instead of characters.
 TOKENIZED_STAT = {"alphanumeric_filter": "alpha_token_ratio"}
 
+# The Juicebox pseudo-op that bounds a model stat; its arguments and the stats it may bound.
+MODEL_STAT_FILTER = "model_stat_filter"
+MODEL_FILTER_BOUNDS = {"min_value": "lower", "max_value": "upper"}
+LOSS_STATS = ("model_loss", "model_tokens")  # the probe model's loss of the record's SFT target
+REWARD_STATS = ("reward_mean", "reward_std", "pass_rate")  # the record's scored rollouts
+MODEL_STATS = LOSS_STATS + REWARD_STATS
+INTEGER_MODEL_STATS = ("model_tokens",)
+
 # Valid range of each stat: (low, high); None means unbounded.
 STAT_RANGES: dict[str, tuple[float | None, float | None]] = {
     **{s: (0.0, 1.0) for s in ("alnum_ratio", "alpha_token_ratio", "special_char_ratio", "char_rep_ratio",
-                                "word_rep_ratio", "stopwords_ratio", "flagged_words_ratio", "lang_score")},
+                                "word_rep_ratio", "stopwords_ratio", "flagged_words_ratio", "lang_score",
+                                "pass_rate")},
     **{s: (0.0, None) for s in ("text_len", "num_words", "avg_line_length", "max_line_length", "num_token",
                                 "perplexity", "image_width", "image_height", "aspect_ratios",
-                                "image_sizes")},
+                                "image_sizes", "model_loss", "model_tokens", "reward_std")},
 }
+
+
+def check_model_filter(args: Any, where: str) -> dict:
+    """A ``model_stat_filter`` entry's arguments, checked: a known ``stat``, numeric or null
+    ``min_value`` / ``max_value`` (at least one named), no other key. ValueError naming ``where``."""
+    if not isinstance(args, dict):
+        raise ValueError(f"{where}: {MODEL_STAT_FILTER} takes {{stat, min_value, max_value}}, found {args!r}")
+    unknown = sorted(set(args) - {"stat", *MODEL_FILTER_BOUNDS})
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; {MODEL_STAT_FILTER} takes stat, min_value, max_value")
+    if args.get("stat") not in MODEL_STATS:
+        raise ValueError(f"{where}.stat: {args.get('stat')!r} is no model stat; known: {', '.join(MODEL_STATS)}")
+    for arg in MODEL_FILTER_BOUNDS:
+        value = args.get(arg)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{where}.{arg}: expected a number or null, found {value!r}")
+    if not set(MODEL_FILTER_BOUNDS) & set(args):
+        raise ValueError(f"{where}: names no bound; give min_value and/or max_value (null: k-sigma computes it)")
+    return args
+
+
+def split_recipe(recipe: dict) -> tuple[dict, list[dict]]:
+    """(the recipe Data-Juicer runs: without ``model_stat_filter`` entries, the model filters'
+    checked arguments in recipe order)."""
+    dj_ops, filters = [], []
+    for index, entry in enumerate(recipe.get("process") or []):
+        (op, args), = entry.items()
+        if op == MODEL_STAT_FILTER:
+            filters.append(check_model_filter(args, f"process[{index}].{op}"))
+        else:
+            dj_ops.append(entry)
+    return {**recipe, "process": dj_ops}, filters
+
+
+def with_feedback_filters(recipe: dict, feedback: dict | None) -> dict:
+    """The recipe with an experiment's ``feedback.filters`` appended as ``model_stat_filter``
+    entries (when feedback is enabled; else the recipe itself)."""
+    if not feedback or not feedback.get("enabled"):
+        return recipe
+    extra = [{MODEL_STAT_FILTER: dict(f)} for f in feedback.get("filters") or []]
+    return {**recipe, "process": list(recipe.get("process") or []) + extra}
+
+
+def _model_filter_signature(args: dict) -> dict[str, tuple[Any, Any]]:
+    """``model_stat_filter``'s arguments as :func:`recipe_bounds` reads an op's signature: no
+    default bound; integer stats take integer bounds (rounded inwards)."""
+    kind = int if args.get("stat") in INTEGER_MODEL_STATS else float
+    return {"stat": (None, str), "min_value": (None, kind), "max_value": (None, kind)}
 
 
 @dataclass(frozen=True)
@@ -95,6 +159,8 @@ class KSigmaSettings:
 
     def bounds_of(self, op: str, args: dict) -> dict[str, tuple[str, str]]:
         """The arguments of ``op`` that bound a stat: the config's map first, then the built-in one."""
+        if op == MODEL_STAT_FILTER:
+            return {arg: (args.get("stat"), side) for arg, side in MODEL_FILTER_BOUNDS.items() if arg in args}
         if op in (self.stat_map or {}):
             return {arg: (spec["stat"], spec["bound"]) for arg, spec in self.stat_map[op].items()}
         mapping = dict(BUILTIN_STAT_MAP.get(op, {}))
@@ -208,38 +274,44 @@ def recipe_bounds(recipe: dict, settings: KSigmaSettings,
     """Every stat bound of a recipe's filters, in recipe order.
 
     ``signature_of(op)`` gives ``{arg: (default, annotation)}`` of the op's constructor, so the
-    bound in force when the recipe leaves an argument out is known.
+    bound in force when the recipe leaves an argument out is known (``model_stat_filter`` has its
+    own). A bound is user-set when the recipe writes a value for it (null is no value).
     """
     bounds = []
     for index, entry in enumerate(recipe.get("process") or []):
         (op, args), = entry.items()
+        if op == MODEL_STAT_FILTER:
+            check_model_filter(args, f"process[{index}].{op}")
         args = args if isinstance(args, dict) else {}
         mapping = settings.bounds_of(op, args)
         if not mapping:
             continue
-        signature = signature_of(op)
+        signature = _model_filter_signature(args) if op == MODEL_STAT_FILTER else signature_of(op)
         for arg, (stat, side) in mapping.items():
             if arg not in signature:
                 raise ValueError(f"ksigma: {op} has no argument {arg!r} (it takes {sorted(signature)})")
             default, annotation = signature[arg]
             bounds.append(Bound(index, op, arg, stat, side, _bound_number(args.get(arg, default)), annotation,
-                                arg in args))
+                                args.get(arg) is not None))
     return bounds
 
 
 def refine_recipe(recipe: dict, columns: dict[str, list[list[float]]], settings: KSigmaSettings,
-                  signature_of: Callable[[str], dict[str, tuple[Any, Any]]]) -> tuple[dict, list[dict]]:
-    """Return (refined recipe, changes) for a Data-Juicer recipe and the probe's stat columns.
+                  signature_of: Callable[[str], dict[str, tuple[Any, Any]]],
+                  select: Callable[[str], bool] = lambda op: True) -> tuple[dict, list[dict]]:
+    """Return (refined recipe, changes) for a Data-Juicer recipe and the probe's stat columns
+    (Data-Juicer's and the model probe's alike).
 
     Integer arguments (by the op's annotation) stay integers; size arguments (text) get a whole
-    number of bytes, as text. ``changes`` gives every bound as a number (sizes in bytes).
+    number of bytes, as text. ``changes`` gives every bound as a number (sizes in bytes). Only
+    the ops ``select(op)`` accepts are refined; the others stay as written.
     """
     refined = copy.deepcopy(recipe)
     summaries = {stat: summarize([v for rec in recs for v in rec]) for stat, recs in columns.items()}
     changes = []
     for b in recipe_bounds(recipe, settings, signature_of):
         k, mode, skip = settings.for_op(b.op)
-        if skip:
+        if skip or not select(b.op):
             continue
         if b.stat not in summaries:
             raise ValueError(f"ksigma: {b.op}.{b.arg} bounds stat {b.stat!r}, but the probe has no such stat "

@@ -13,6 +13,10 @@ rows (SFT examples, DPO pairs): with a vision-language model, a row whose prompt
 tokens included) exceeds ``max_length`` is dropped as ``prompt_over_max_length``, and
 ``truncated`` counts rows whose answer was cut to fit (``max_length`` never cuts image tokens).
 For a text model TRL itself cuts rows from their end; the ledger has no count for that (null).
+
+With DPO rounds, ``rounds`` has a section per later round (``"2"``, ...), each with its own
+``stages`` (rollouts, rewards, pairs: its rollouts' ``in`` is the processed stage's ``kept`` again)
+and ``training`` (its DPO), checked the same way.
 """
 
 from __future__ import annotations
@@ -58,12 +62,33 @@ def training_entry(summary: dict) -> dict:
     return entry
 
 
-def assemble(stages: list[tuple[str, dict]], training: dict[str, dict] | None = None) -> dict:
-    """The ledger from (stage name, entry) pairs in pipeline order and the training entries, checked."""
+def _check_training(training: dict, where: str = "") -> None:
+    for name, entry in training.items():
+        if entry["in"] != entry["kept"] + sum(entry["dropped"].values()) + entry["rejected"]:
+            raise LedgerError(f"{where}training {name!r}: in {entry['in']} != kept {entry['kept']} + dropped "
+                              f"{sum(entry['dropped'].values())} + rejected {entry['rejected']}")
+
+
+def assemble(stages: list[tuple[str, dict]], training: dict[str, dict] | None = None,
+             rounds: dict[int, tuple[list[tuple[str, dict]], dict[str, dict]]] | None = None) -> dict:
+    """The ledger from (stage name, entry) pairs in pipeline order and the training entries, checked;
+    ``rounds``: per later DPO round, its (stage name, entry) pairs and training entries."""
     ledger = {"stages": dict(stages), "training": dict(training or {})}
     check(ledger)
-    for name, entry in ledger["training"].items():
-        if entry["in"] != entry["kept"] + sum(entry["dropped"].values()) + entry["rejected"]:
-            raise LedgerError(f"training {name!r}: in {entry['in']} != kept {entry['kept']} + dropped "
-                              f"{sum(entry['dropped'].values())} + rejected {entry['rejected']}")
+    _check_training(ledger["training"])
+    if rounds:
+        processed = ledger["stages"]["process"]["kept"]
+        ledger["rounds"] = {}
+        for r, (round_stages, round_training) in rounds.items():
+            section = {"stages": dict(round_stages), "training": dict(round_training)}
+            try:
+                check(section)
+            except LedgerError as err:
+                raise LedgerError(f"round {r}: {err}") from err
+            first = next(iter(section["stages"]))
+            if section["stages"][first]["in"] != processed:
+                raise LedgerError(f"round {r}: stage {first!r}: in {section['stages'][first]['in']} != kept "
+                                  f"{processed} of the process stage")
+            _check_training(section["training"], f"round {r}: ")
+            ledger["rounds"][str(r)] = section
     return ledger

@@ -336,6 +336,25 @@ def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, outdir: s
     return Path(outdir)
 
 
+POLICY_PROVENANCE = "juicebox_policy.json"
+
+
+def merge_policy(base: str | os.PathLike, adapter: str | os.PathLike, outdir: str | os.PathLike,
+                 round_number: int) -> dict:
+    """DPO round ``round_number``'s policy: ``base`` (the previous round's policy) with the previous
+    round's ``adapter`` merged in, written to ``outdir`` with its provenance (``POLICY_PROVENANCE``:
+    the round, both paths, and the SHA-256 of the adapter's weights). Returns the provenance."""
+    import hashlib
+
+    weights = Path(adapter) / "adapter_model.safetensors"
+    provenance = {"round": round_number, "base": str(base), "adapter": str(adapter),
+                  "adapter_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    merge_adapter(base, adapter, outdir)
+    with open(Path(outdir) / POLICY_PROVENANCE, "w", encoding="utf-8") as handle:
+        json.dump(provenance, handle, indent=2, sort_keys=True)
+    return provenance
+
+
 def read_variant(path: str | os.PathLike) -> dict:
     """A variant descriptor written by the workflow: {"variant", "model", "adapter"}."""
     with open(path, encoding="utf-8") as handle:

@@ -25,8 +25,8 @@ def headline(metrics: Iterable[str]) -> str:
     return names[0]
 
 
-def _ci(values: list[float]) -> str:
-    return f"[{values[0]:+.3f}, {values[1]:+.3f}]"
+def _ci(values: list[float] | None) -> str:
+    return f"[{values[0]:+.3f}, {values[1]:+.3f}]" if values else "(no paired interval)"
 
 
 def improved(ci: list[float], lower_is_better: bool) -> bool:

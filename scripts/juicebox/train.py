@@ -7,13 +7,16 @@ killed job continues; the finished model or adapter is written atomically and th
 checkpoints are removed.
 
 Per logged step, loss (and for DPO the reward margin and accuracy) go to a CSV that the rule
-turns into a figure. The CSV and the reported ``train_loss`` are computed at the end from the
-trainer state's log history, which every checkpoint keeps, so a run killed and resumed (also
-through Snakemake, which deletes a declared output before the rerun) writes the bytes an
-uninterrupted run writes; the Trainer's own ``training_loss`` covers only the steps of the last
-``train()`` call. The Trainer prints each log line to the job's log while it runs. The entry
-point (``scripts/train.py sft|dpo``) is a plain command-line program, so ``accelerate launch``
-can run it on several GPUs unchanged.
+turns into a figure, and to the trackers of the config's ``tracking:`` block through the Trainer's
+``report_to`` (:func:`juicebox.tracking.trainer_reporting`: TensorBoard event files under
+``results/{exp}/tb/<stage>``, wandb, swanlab; a resumed run goes on writing to the same place).
+The CSV and the reported ``train_loss`` are computed at the end from the trainer state's log
+history, which every checkpoint keeps, so a run killed and resumed (also through Snakemake, which
+deletes a declared output before the rerun) writes the bytes an uninterrupted run writes; the
+Trainer's own ``training_loss`` covers only the steps of the last ``train()`` call. The Trainer
+prints each log line to the job's log while it runs. The entry point (``scripts/train.py
+sft|dpo``) is a plain command-line program, so ``accelerate launch`` can run it on several GPUs
+unchanged.
 
 A vision-language model trains through TRL's processor path: the processing class is its
 processor, the rows are chat messages whose contents are parts with ``{"type": "image"}`` where
@@ -114,8 +117,19 @@ def latest_checkpoint(folder: Path) -> str | None:
     return str(complete[-1]) if complete else None
 
 
+def reporting(tracking: dict | None, ckpt_dir: Path) -> dict:
+    """The Trainer's ``report_to`` and ``run_name`` for the trackers of ``tracking`` (what the rule
+    passes as ``--tracking``; none: nothing is reported): a run that will resume from a checkpoint
+    in ``ckpt_dir`` keeps writing where it wrote before."""
+    from .tracking import trainer_reporting
+
+    checkpoint = latest_checkpoint(ckpt_dir)
+    return trainer_reporting(tracking, ckpt_dir, int(checkpoint.rsplit("-", 1)[1]) if checkpoint else None)
+
+
 def common_args(settings: dict, output_dir: Path, seed: int) -> dict:
-    """TrainingArguments shared by SFT and DPO, from the config's train/sft block."""
+    """TrainingArguments shared by SFT and DPO, from the config's train/sft block (reporting to no
+    tracker: :func:`reporting` adds them)."""
     import torch
 
     return dict(
@@ -253,8 +267,10 @@ def training_rows(rows: list[dict], processing, vision: bool, args: dict,
     return fitted, counts
 
 
-def train_sft(data: str, model_path: str, out: str, metrics: str, settings: dict, seed: int) -> dict:
-    """Full fine-tune of ``model_path`` on the processed pool; the model goes to ``out``.
+def train_sft(data: str, model_path: str, out: str, metrics: str, settings: dict, seed: int,
+              tracking: dict | None = None) -> dict:
+    """Full fine-tune of ``model_path`` on the processed pool; the model goes to ``out``; the curves
+    also to the trackers of ``tracking`` (:func:`juicebox.tracking.run_settings`).
 
     The summary: ``examples`` (rows built from the records), for a vision-language model the
     ``truncated`` and ``skipped`` counts of :func:`fit_vision_rows`, ``steps`` and ``train_loss``.
@@ -268,7 +284,7 @@ def train_sft(data: str, model_path: str, out: str, metrics: str, settings: dict
     vision = is_vision_language(model_path)
     rows = sft_rows(read_jsonl(data), settings.get("tasks"), vision)
     processing = load_processing(model_path, padding_side="right", vision=vision)
-    args = common_args(settings, ckpt_dir, seed)
+    args = {**common_args(settings, ckpt_dir, seed), **reporting(tracking, ckpt_dir)}
     trained, fitted = training_rows(rows, processing, vision, args, ("completion",))
     model = vision_model_for_training(model_path, settings) if vision else model_path
     trainer = SFTTrainer(model=model, args=SFTConfig(**args, completion_only_loss=True),
@@ -337,8 +353,10 @@ def dpo_rows(pairs: str, vision: bool) -> list[dict]:
     return rows
 
 
-def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dict, seed: int) -> dict:
-    """LoRA DPO of ``model_path`` on ``pairs`` (TRL format); a standard PEFT adapter goes to ``out``.
+def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dict, seed: int,
+              tracking: dict | None = None) -> dict:
+    """LoRA DPO of ``model_path`` on ``pairs`` (TRL format); a standard PEFT adapter goes to ``out``;
+    the curves also to the trackers of ``tracking`` (:func:`juicebox.tracking.run_settings`).
 
     The summary: ``pairs`` (rows of the file), for a vision-language model the ``truncated`` and
     ``skipped`` counts of :func:`fit_vision_rows`, ``steps`` and ``train_loss``.
@@ -354,7 +372,7 @@ def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dic
     out_dir = Path(out)
     ckpt_dir = out_dir.with_name(out_dir.name + ".checkpoints")
     processing = load_processing(model_path, padding_side="right", vision=vision)
-    args = common_args(settings, ckpt_dir, seed)
+    args = {**common_args(settings, ckpt_dir, seed), **reporting(tracking, ckpt_dir)}
     trained, fitted = training_rows(rows, processing, vision, args, ("chosen", "rejected"))
     # sft_weight > 0 adds the chosen answers' NLL to the preference loss (LLaMA-Factory's pref_ftx,
     # RPO): it keeps DPO from lowering the chosen answers' likelihood along with the rejected ones'.

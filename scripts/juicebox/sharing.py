@@ -1,0 +1,172 @@
+"""Work shared between experiments: a stage two experiments would compute identically runs once.
+
+Each stage of an experiment has a key: the hash of the settings it reads and of the key of the
+stage it reads from (so two experiments share a stage only when everything upstream is the same
+too). The first experiment (in config order) with a key owns the stage; the others' outputs of
+that stage are hard links to the owner's (rules ``share_<stage>`` in rules/sharing.smk), so a
+sweep over ``train.beta`` processes its data, trains its SFT model and rolls out once, and
+trains DPO once per beta.
+
+Stages, in order, with the experiment keys each one reads (besides the global seed):
+
+* ``data`` (pool/, probe/, recipe/, processed/): sources, max_rejected_fraction, pool, recipe (the
+  file's content), ksigma, dj, feedback (and, when the feedback probe uses another
+  experiment's model, that experiment's ``sft`` key);
+* ``sft`` (sft/): model, sft;
+* ``rollouts``, ``rewards``, ``pairs``, ``train``: the block of the same name (pairs: ``pairing``);
+* ``rounds`` (round{r}/): rounds, eval;
+* ``eval_base``, ``eval_sft``, ``eval_dpo`` (eval/{bench}/{variant}.*): eval, each variant after
+  the stage that makes its model (base: model only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from .sweeps import data_settings
+
+# stage -> (the stage it reads from, the experiment keys it reads, regular expressions of its
+# paths under results/{exp}/)
+STAGES: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
+    "data": (None, ("sources", "max_rejected_fraction", "pool", "recipe", "ksigma", "dj", "feedback"),
+             ("pool/.+", "probe/.+", "recipe/.+", "processed/.+")),
+    "sft": ("data", ("model", "sft"), ("sft/.+",)),
+    "rollouts": ("sft", ("rollouts",), ("rollouts/.+",)),
+    "rewards": ("rollouts", ("rewards",), ("rewards/.+",)),
+    "pairs": ("rewards", ("pairing",), ("pairs/.+",)),
+    "train": ("pairs", ("train",), ("train/.+",)),
+    "rounds": ("train", ("rounds", "eval"), ("round[0-9]+/.+",)),
+    # each evaluated variant reads only its own model
+    "eval_base": (None, ("model", "eval"), (r"eval/[^/]+/base(?:_blank)?\.jsonl?",)),
+    "eval_sft": ("sft", ("eval",), (r"eval/[^/]+/sft(?:_blank)?\.jsonl?",)),
+    "eval_dpo": ("train", ("eval",), (r"eval/[^/]+/dpo(?:_blank)?\.jsonl?",)),
+}
+
+
+def _digest(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_digest(path: str) -> str | None:
+    file = Path(path)
+    return hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+
+
+def stage_keys(experiments: dict[str, dict], seed: int) -> dict[str, dict[str, str]]:
+    """``{stage: {experiment: key}}`` for resolved experiments."""
+    keys: dict[str, dict[str, str]] = {stage: {} for stage in STAGES}
+    pending: set[tuple[str, str]] = set()
+
+    def key(exp: str, stage: str) -> str:
+        if exp not in keys[stage]:
+            if (exp, stage) in pending:
+                raise ValueError(f"experiments.{exp}.feedback.from: the experiments' feedback probes form a cycle")
+            pending.add((exp, stage))
+            upstream, fields, _ = STAGES[stage]
+            settings = experiments[exp]
+            payload = {"seed": seed, "upstream": key(exp, upstream) if upstream else None,
+                       **{field: settings.get(field) for field in fields}}
+            if stage == "data":  # settings that change nothing left out; the recipe by its content
+                payload.update(data_settings(settings))
+                payload["recipe"] = _file_digest(settings["recipe"]) or settings["recipe"]
+                feedback = settings.get("feedback") or {}
+                if feedback.get("enabled") and feedback.get("from") not in (None, exp):
+                    payload["feedback_model"] = key(feedback["from"], "sft")
+            keys[stage][exp] = _digest(payload)
+            pending.discard((exp, stage))
+        return keys[stage][exp]
+
+    for exp in experiments:
+        for stage in STAGES:
+            key(exp, stage)
+    return keys
+
+
+# Directory outputs of each stage (regular expressions under results/{exp}/).
+DIRECTORIES: dict[str, tuple[str, ...]] = {
+    "data": ("probe/histograms", "probe/model_histograms"),
+    "sft": ("sft/model",),
+    "train": ("train/adapter",),
+    "rounds": ("round[0-9]+/policy", "round[0-9]+/train/adapter"),
+}
+
+
+def path_patterns(stage: str) -> tuple[str, str | None]:
+    """Regular expressions of a stage's paths under results/{exp}/: (files, directories or None)."""
+    paths = "|".join(STAGES[stage][2])
+    dirs = DIRECTORIES.get(stage)
+    exclude = f"(?!(?:{'|'.join(dirs)})$)" if dirs else ""
+    return f"{exclude}(?:{paths})", "|".join(dirs) if dirs else None
+
+
+def stages_of(pattern: str) -> set[str]:
+    """The stages an output pattern (relative to results/{exp}/) can write: its wildcards filled in
+    with a placeholder ({round} with 2, {variant} with each model variant)."""
+    import re
+
+    found = set()
+    for variant in ("base", "sft", "dpo"):
+        plain = re.sub(r"\{\w+\}", "x", pattern.replace("{variant}", variant).replace("{round}", "2"))
+        found.update(stage for stage, (_, _, paths) in STAGES.items() if re.fullmatch("|".join(paths), plain))
+    return found
+
+
+def stages_written(pattern: str) -> set[str]:
+    """The stages an output pattern of a rule (``results/{exp}/...``, wildcard constraints in it
+    allowed) writes."""
+    import re
+
+    plain = re.sub(r"\{(\w+),[^}]*\}", r"{\1}", str(pattern))
+    if not plain.startswith("results/{exp}/"):
+        return set()
+    return stages_of(plain.removeprefix("results/{exp}/"))
+
+
+def producers(rules) -> dict[str, list[str]]:
+    """Per stage, the names of the rules (Snakemake ``Rule`` objects) writing its outputs."""
+    return {stage: [r.name for r in rules if any(stage in stages_written(out) for out in r.output)]
+            for stage in STAGES}
+
+
+def names_pattern(names) -> str:
+    """A wildcard constraint matching exactly these experiment names (none: matches nothing)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+def owner_path(owner_of: dict[str, dict[str, str]], stage: str):
+    """Input function of a share rule: the owner's file or folder of the requested ``{path}``."""
+    return lambda wildcards: f"results/{owner_of[stage][wildcards.exp]}/{wildcards.path}"
+
+
+def owners(experiments: dict[str, dict], seed: int) -> dict[str, dict[str, str]]:
+    """``{stage: {experiment: owner}}``: the first experiment computing the same stage."""
+    result = {}
+    for stage, by_exp in stage_keys(experiments, seed).items():
+        first: dict[str, str] = {}
+        result[stage] = {exp: first.setdefault(k, exp) for exp, k in by_exp.items()}
+    return result
+
+
+def link_tree(source: str | Path, target: str | Path) -> None:
+    """``target`` as hard links to ``source`` (a file, or a folder's files), copied where the file
+    system refuses links."""
+    import os
+    import shutil
+
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=link, symlinks=True)
+    else:
+        link(source, target)

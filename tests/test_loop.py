@@ -1,0 +1,111 @@
+"""The loop beyond one pass, through Snakemake on the CI-sized data: two DPO rounds (the second
+sampling from the first round's merged policy), a sweep point sharing everything up to DPO with
+its base, and an experiment whose recipe is refined from another experiment's model feedback."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_snakemake
+from juicebox.ledger import check
+
+CONFIG = "loop.yaml"
+SWEPT = "beta-beta0.3-rounds1"
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    work = tmp_path_factory.mktemp("loop")
+    shutil.copytree(ROOT / "config", work / "config")
+    shutil.copytree(ROOT / ".test", work / ".test")
+    cfg = yaml.safe_load((work / ".test/config_ci/config.yaml").read_text())
+    limit = {"limit": 48}
+    cfg["experiments"] = {
+        "raw": {"rounds": 2, "rollouts": limit},
+        "feedback": {"rollouts": limit,
+                     "feedback": {"enabled": True, "model": "sft", "from": "raw",
+                                  "filters": [{"stat": "model_loss", "max_value": None}]}},
+    }
+    cfg["sweeps"] = {"beta": {"base": "raw", "grid": {"train.beta": [0.3], "rounds": [1]}}}
+    (work / CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run_snakemake(work, "--configfile", CONFIG, "--cores", "2")
+    return work
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_second_round_samples_from_the_first_rounds_policy(loop):
+    raw = loop / "results/raw"
+    policy = json.loads((raw / "round2/policy/juicebox_policy.json").read_text())
+    weights = raw / "train/adapter/adapter_model.safetensors"
+    assert policy == {"round": 2, "base": "results/raw/sft/model", "adapter": "results/raw/train/adapter",
+                      "adapter_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    rollouts = lines(raw / "round2/rollouts/rollouts.jsonl")
+    assert rollouts and {r["model"] for r in rollouts} == {"results/raw/round2/policy"}
+    assert {r["model"] for r in lines(raw / "rollouts/rollouts.jsonl")} == {"results/raw/sft/model"}
+    # round 2 trained its own adapter on its own pairs, from the merged policy
+    summary = json.loads((raw / "round2/train/summary.json").read_text())
+    assert summary["pairs"] == len(lines(raw / "round2/pairs/pairs.jsonl"))
+    assert (raw / "round2/train/adapter/adapter_model.safetensors").read_bytes() != weights.read_bytes()
+
+
+def test_ledger_and_eval_json_cover_every_round(loop):
+    ledger = json.loads((loop / "results/raw/ledger.json").read_text())
+    check(ledger)
+    assert list(ledger["rounds"]) == ["2"]
+    section = ledger["rounds"]["2"]
+    assert section["stages"]["rollouts"]["in"] == ledger["stages"]["process"]["kept"]
+    assert section["training"]["dpo"]["in"] == len(lines(loop / "results/raw/round2/pairs/pairs.jsonl"))
+    summary = json.loads((loop / "results/eval.json").read_text())
+    curve = summary["experiments"]["raw"]["rounds"]["demo_math"]["pass@1"]
+    assert [(p["round"], p["variant"]) for p in curve] == [(0, "sft"), (1, "dpo"), (2, "dpo")]
+    round2 = json.loads((loop / "results/raw/round2/eval/demo_math/dpo.json").read_text())
+    assert curve[2]["value"] == round2["metrics"]["pass@1"] and round2["adapter"] == "results/raw/round2/train/adapter"
+    assert "rounds" not in summary["experiments"][SWEPT]
+
+
+def test_sweep_point_shares_everything_before_its_dpo(loop):
+    raw, swept = loop / "results/raw", loop / "results" / SWEPT
+
+    def same_file(rel):
+        return (raw / rel).stat().st_ino == (swept / rel).stat().st_ino
+
+    for rel in ("processed/data.jsonl", "sft/model/model.safetensors", "rollouts/rollouts.jsonl",
+                "rewards/scored.jsonl", "pairs/pairs.parquet", "eval/demo_math/base.json", "eval/demo_math/sft.json"):
+        assert same_file(rel), rel
+    assert not same_file("train/adapter/adapter_model.safetensors") and not same_file("eval/demo_math/dpo.json")
+    assert not (swept / "round2").exists()
+    check(json.loads((swept / "ledger.json").read_text()))
+    summary = json.loads((loop / "results/eval.json").read_text())
+    points = summary["sweeps"]["beta"]["ranking"]
+    assert {row["experiment"] for row in points} == {"raw", SWEPT}
+    pools = {row["pool"]: row["experiments"] for row in summary["pool_ranking"]}
+    assert pools == {"raw": ["beta-beta0.3-rounds1", "raw"], "feedback": ["feedback"]}
+
+
+def test_feedback_refinement_drops_records_by_the_other_experiments_model(loop):
+    res = loop / "results/feedback"
+    stats = lines(res / "probe/model_stats.jsonl")
+    pool = lines(res / "pool/pool.jsonl")
+    assert [row["id"] for row in stats] == [r["id"] for r in pool]
+    losses = [row["stats"]["model_loss"] for row in stats if "model_loss" in row["stats"]]
+    assert len(losses) == len(pool) and all(loss > 0 for loss in losses)
+    rolled = {r["id"] for r in lines(loop / "results/raw/rewards/scored.jsonl")}
+    assert {row["id"] for row in stats if "pass_rate" in row["stats"]} == rolled
+    change = next(c for c in json.loads((res / "recipe/changes.json").read_text()) if c["op"] == "model_stat_filter")
+    assert change["stat"] == "model_loss" and change["after"] is not None
+    ledger = json.loads((res / "ledger.json").read_text())
+    dropped = ledger["stages"]["process"]["dropped"]["model_stat_filter:model_loss"]
+    high = sum(loss > change["after"] for loss in losses)
+    assert 0 < dropped <= high
+    feedback = json.loads((res / "processed/summary.json").read_text())["feedback"]
+    assert feedback["dropped"] == dropped and feedback["reached"] == ledger["stages"]["process"]["in"] - sum(
+        n for op, n in ledger["stages"]["process"]["dropped"].items() if op != "model_stat_filter:model_loss")
+    noisy = feedback["labels"]["any_noise"]
+    assert noisy["dropped"] == sum(feedback["dropped_noise"].values()) and 0 <= noisy["precision"] <= 1
