@@ -270,19 +270,18 @@ def benchmarks(exp):
 
 
 def eval_outputs():
-    """Per experiment, benchmark and variant (and later DPO round): the metrics files
-    results/eval.json gathers."""
+    """Per experiment, benchmark and variant (and later DPO round): the metrics and per-item files
+    results/eval.json reads."""
     return [
-        f"results/{exp}/eval/{bench}/{variant}.json"
+        f"{folder}/eval/{bench}/{variant}.{ext}"
         for exp in EXPERIMENTS
+        for folder, variant_names in [
+            (f"results/{exp}", variants(exp)),
+            *((round_dir(exp, r), round_variants(exp)) for r in later_rounds(exp)),
+        ]
         for bench in benchmarks(exp)
-        for variant in variants(exp)
-    ] + [
-        f"{round_dir(exp, r)}/eval/{bench}/{variant}.json"
-        for exp in EXPERIMENTS
-        for r in later_rounds(exp)
-        for bench in benchmarks(exp)
-        for variant in round_variants(exp)
+        for variant in variant_names
+        for ext in ("json", "jsonl")
     ]
 
 

@@ -1,8 +1,8 @@
 """Rule probe_model: per pool record, what the feedback model makes of it (loss of its SFT target,
 and the reward stats of its rollouts in another experiment); per-record stats and a summary."""
 
-from juicebox.io import read_jsonl, setup_logging, write_json, write_jsonl
-from juicebox.ksigma import stat_columns, summarize_columns
+from juicebox.io import read_jsonl, setup_logging
+from juicebox.ksigma import write_probe
 from juicebox.model_probe import probe
 
 log = setup_logging(snakemake.log[0])
@@ -17,9 +17,4 @@ if snakemake.threads:
     torch.set_num_threads(snakemake.threads)
 stats = probe(records, snakemake.input.model, feedback["batch_size"], feedback["max_length"], scored,
               feedback["pass_threshold"])
-summary = summarize_columns(stat_columns(stats))
-write_jsonl(snakemake.output.stats, stats)
-write_json(snakemake.output.summary, summary)
-for stat, s in summary.items():
-    log.info("%s: mean %.4g std %.4g min %.4g max %.4g (n=%d)", stat, s["mean"], s["std"], s["min"], s["max"],
-             s["count"])
+write_probe(stats, snakemake.output.stats, snakemake.output.summary, log)

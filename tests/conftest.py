@@ -26,12 +26,18 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     return proc
 
 
+def make_workdir(path: Path) -> Path:
+    """``path`` made a working directory holding copies of config/ and .test/ (paths in configs
+    are relative)."""
+    shutil.copytree(ROOT / "config", path / "config")
+    shutil.copytree(ROOT / ".test", path / ".test")
+    return path
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """A working directory holding copies of config/ and .test/ (paths in configs are relative)."""
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    shutil.copytree(ROOT / ".test", tmp_path / ".test")
-    return tmp_path
+    """A working directory holding copies of config/ and .test/."""
+    return make_workdir(tmp_path)
 
 
 @contextlib.contextmanager

@@ -141,16 +141,17 @@ def test_output_patterns_map_to_their_stages():
 def test_link_tree_links_files_and_folders(tmp_path):
     (tmp_path / "src/sub").mkdir(parents=True)
     (tmp_path / "src/sub/w.bin").write_bytes(b"weights")
+    (tmp_path / "src/.snakemake_timestamp").write_text("")
     link_tree(tmp_path / "src", tmp_path / "dst/model")
     assert (tmp_path / "dst/model/sub/w.bin").stat().st_ino == (tmp_path / "src/sub/w.bin").stat().st_ino
+    # Snakemake touches its marker in the borrower's folder: that must not touch the owner's
+    assert not (tmp_path / "dst/model/.snakemake_timestamp").exists()
 
 
-def test_dry_run_of_experiments_differing_in_beta_computes_the_common_stages_once(tmp_path):
+def test_dry_run_of_experiments_differing_in_beta_computes_the_common_stages_once(workdir):
     from test_workflow import job_counts
 
-    import shutil
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    shutil.copytree(ROOT / ".test", tmp_path / ".test")
+    tmp_path = workdir
     cfg = yaml.safe_load((tmp_path / ".test/config_ci/config.yaml").read_text())
     cfg.pop("sweeps", None)
     cfg["experiments"] = {"raw": {}, "raw_b2": {"train": {"beta": 0.2}}, "ks": {"ksigma": {"enabled": True}},

@@ -11,11 +11,9 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import struct
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +21,7 @@ import pytest
 from conftest import key_prefixes_in, run_snakemake
 from juicebox.tracking import (TensorBoardSink, active, log_eval, mark_restart, round_curves, run_settings, stage_name,
                                 trainer_reporting)
-from juicebox.models import build_tiny_model
-from test_train import DPO, SPEC, TRAIN, train_cmd, write_pairs
+from test_train import DPO, TRAIN, kill_at_checkpoint, model_dir, train_cmd, write_pairs  # noqa: F401 (fixture)
 
 WANDB = importlib.util.find_spec("wandb") is not None
 SWANLAB = importlib.util.find_spec("swanlab") is not None
@@ -32,14 +29,6 @@ WANDB_KEY = "wbk-" + hashlib.sha256(b"juicebox-test-wandb").hexdigest()[:36]
 SWANLAB_KEY = "slk-" + hashlib.sha256(b"juicebox-test-swanlab").hexdigest()[:28]
 TRACKER_ENV = ("TENSORBOARD_LOGGING_DIR", "WANDB_MODE", "WANDB_DIR", "WANDB_PROJECT", "WANDB_RUN_ID", "WANDB_RESUME",
                "WANDB_ENTITY", "SWANLAB_MODE", "SWANLAB_LOG_DIR", "SWANLAB_PROJECT", "SWANLAB_RUN_ID", "SWANLAB_RESUME")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    texts = [f"What is {a} plus {b}? {a + b}" for a in range(2, 20) for b in range(2, 12)]
-    build_tiny_model(path, texts, seed=0, spec=SPEC)
-    return str(path)
 
 
 def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -120,17 +109,8 @@ def test_killed_training_resumes_writing_to_the_same_event_folder_and_run(model_
     stale.write_bytes(b"")
     cmd = train_cmd("dpo", pairs, model_dir, out, DPO) + tracking_arg(tmp_path, "dpo", {"tensorboard": True})
     first_log = tmp_path / "first.log"
-    with open(first_log, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while not list(ckpts.glob("checkpoint-[1-9][0-9]")) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert proc.poll() is None, "training finished before it could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    killed_at = kill_at_checkpoint(cmd, ckpts, "checkpoint-[1-9][0-9]", first_log)
     assert not stale.exists()
-    killed_at = max(int(p.name.split("-")[1]) for p in ckpts.glob("checkpoint-*")
-                    if (p / "trainer_state.json").exists())
     logged_before = max(step for step, _ in scalars(tb)["train/loss"])
     assert logged_before >= killed_at
 

@@ -60,22 +60,28 @@ def test_sft_trains_on_answers_and_references(model_dir, tmp_path):
     assert not (tmp_path / "sft.checkpoints").exists()
 
 
+def kill_at_checkpoint(cmd: list[str], ckpts: Path, pattern: str, log: Path | None = None) -> int:
+    """Run a training command; SIGKILL its process group once a checkpoint folder matching
+    ``pattern`` appears; return the newest complete checkpoint's step (a kill while saving leaves
+    one without trainer_state.json, which is not resumed from)."""
+    with open(log or os.devnull, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not list(ckpts.glob(pattern)) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "training finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return max(int(p.name.split("-")[1]) for p in ckpts.glob("checkpoint-*") if (p / "trainer_state.json").exists())
+
+
 def test_killed_dpo_resumes_from_its_checkpoint_and_writes_a_peft_adapter(model_dir, tmp_path):
     pairs = tmp_path / "pairs.parquet"
     write_pairs(pairs, 400)  # 200 steps: long enough to be killed after the first checkpoints
     out = tmp_path / "adapter"
     ckpts = tmp_path / "adapter.checkpoints"
-    proc = subprocess.Popen(train_cmd("dpo", pairs, model_dir, out, DPO), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not list(ckpts.glob("checkpoint-1[0-9]")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert proc.poll() is None, "training finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    killed_at = kill_at_checkpoint(train_cmd("dpo", pairs, model_dir, out, DPO), ckpts, "checkpoint-1[0-9]")
     assert not out.exists()
-    # A kill while saving leaves a checkpoint without trainer_state.json: it is not resumed from.
-    killed_at = max(int(p.name.split("-")[1]) for p in ckpts.glob("checkpoint-*") if (p / "trainer_state.json").exists())
     assert not (tmp_path / "dpo.csv").exists()  # written at the end, from the log history the checkpoints keep
 
     done = subprocess.run(train_cmd("dpo", pairs, model_dir, out, DPO), capture_output=True, text=True)

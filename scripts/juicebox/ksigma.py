@@ -221,6 +221,20 @@ def summarize_columns(columns: dict[str, list[list[float]]]) -> dict[str, dict]:
     return {stat: summarize([v for rec in recs for v in rec]) for stat, recs in sorted(columns.items())}
 
 
+def write_probe(stats: list[dict], stats_path: str, summary_path: str, log) -> dict:
+    """A probe's outputs (the Data-Juicer probe's and the model probe's): the per-record stats as
+    JSONL, their summary (:func:`summarize_columns`) as JSON, one log line per stat."""
+    from .io import write_json, write_jsonl
+
+    summary = summarize_columns(stat_columns(stats))
+    write_jsonl(stats_path, stats)
+    write_json(summary_path, summary)
+    for stat, s in summary.items():
+        log.info("%s: mean %.4g std %.4g min %.4g max %.4g (n=%d)", stat, s["mean"], s["std"], s["min"], s["max"],
+                 s["count"])
+    return summary
+
+
 def ksigma_bound(summary: dict, side: str, k: float, mode: str) -> float:
     """The unclamped k-sigma (or robust MAD) bound for one side."""
     if mode == "sigma":

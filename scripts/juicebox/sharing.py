@@ -151,9 +151,14 @@ def owners(experiments: dict[str, dict], seed: int) -> dict[str, dict[str, str]]
     return result
 
 
+# Snakemake's marker in a directory output: it touches the borrower's after the share job, which
+# through a hard link would make the owner's folder look newer than everything made from it.
+SNAKEMAKE_MARKERS = (".snakemake_timestamp",)
+
+
 def link_tree(source: str | Path, target: str | Path) -> None:
-    """``target`` as hard links to ``source`` (a file, or a folder's files), copied where the file
-    system refuses links."""
+    """``target`` as hard links to ``source`` (a file, or a folder's files but Snakemake's
+    markers), copied where the file system refuses links."""
     import os
     import shutil
 
@@ -167,6 +172,7 @@ def link_tree(source: str | Path, target: str | Path) -> None:
             shutil.copy2(src, dst)
 
     if source.is_dir():
-        shutil.copytree(source, target, copy_function=link, symlinks=True)
+        shutil.copytree(source, target, copy_function=link, symlinks=True,
+                        ignore=shutil.ignore_patterns(*SNAKEMAKE_MARKERS))
     else:
         link(source, target)
