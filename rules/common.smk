@@ -307,7 +307,32 @@ def final_outputs():
         + [f"results/{exp}/train/metrics.png" for exp in EXPERIMENTS]
         + report_figures()
         + tracking_outputs()  # rules/tracking.smk
+        + model_outputs()
     )
+
+
+def model_outputs():
+    """The model half's main files of every experiment (and later round), so that each has them in
+    its own folder also when another experiment computed them (rules/sharing.smk)."""
+    files = [
+        "rollouts/rollouts.jsonl",
+        "rewards/scored.jsonl",
+        "pairs/pairs.parquet",
+        "train/adapter",
+    ]
+    return [
+        f"{folder}/{name}"
+        for exp in EXPERIMENTS
+        for folder in [
+            f"results/{exp}",
+            *(round_dir(exp, r) for r in later_rounds(exp)),
+        ]
+        for name in files + (["policy"] if folder != f"results/{exp}" else [])
+    ] + [
+        f"results/{exp}/sft/model"
+        for exp in EXPERIMENTS
+        if EXPERIMENTS[exp]["sft"]["enabled"]
+    ]
 
 
 # --- GPU resources and environments (juicebox.cluster; the slurm profile makes them sbatch flags) ---

@@ -13,7 +13,16 @@ from juicebox.sharing import (
     producers,
 )
 
-OWNERS = owners(EXPERIMENTS, CONFIG["seed"])
+OWNERS = owners(
+    EXPERIMENTS,
+    CONFIG["seed"],
+    [
+        point
+        for sweep in CONFIG["sweep_points"].values()
+        for point in sweep["points"]
+        if point != sweep["base"]
+    ],
+)
 
 
 _producers = producers(workflow.rules)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Iterable
 
 from .sweeps import data_settings
 
@@ -142,12 +143,17 @@ def owner_path(owner_of: dict[str, dict[str, str]], stage: str):
     return lambda wildcards: f"results/{owner_of[stage][wildcards.exp]}/{wildcards.path}"
 
 
-def owners(experiments: dict[str, dict], seed: int) -> dict[str, dict[str, str]]:
-    """``{stage: {experiment: owner}}``: the first experiment computing the same stage."""
+def owners(experiments: dict[str, dict], seed: int, generated: Iterable[str] = ()) -> dict[str, dict[str, str]]:
+    """``{stage: {experiment: owner}}``: the first experiment computing the same stage, in name
+    order, experiments written in the config before those a sweep ``generated``."""
+    later = set(generated)
+    order = sorted(experiments, key=lambda exp: (exp in later, exp))
     result = {}
     for stage, by_exp in stage_keys(experiments, seed).items():
         first: dict[str, str] = {}
-        result[stage] = {exp: first.setdefault(k, exp) for exp, k in by_exp.items()}
+        for exp in order:
+            first.setdefault(by_exp[exp], exp)
+        result[stage] = {exp: first[k] for exp, k in by_exp.items()}
     return result
 
 
