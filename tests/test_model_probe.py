@@ -8,7 +8,8 @@ import torch
 
 from juicebox.io import read_jsonl, write_jsonl
 from juicebox.ksigma import stat_columns, summarize_columns
-from juicebox.model_probe import probe, reward_stats, sft_target
+from juicebox.model_probe import probe, reward_stats
+from juicebox.records import sft_target
 from juicebox.models import TinySpec, build_tiny_model, load_model
 
 TEXTS = ["What is 2 + 3?", "5", "What is 7 + 1?", "8", "Name a colour.", "red", "A short caption."] * 20

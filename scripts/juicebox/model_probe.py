@@ -26,15 +26,9 @@ from __future__ import annotations
 import logging
 import statistics
 
-from .records import prompt_messages, record_images
+from .records import prompt_messages, record_images, sft_target
 
 log = logging.getLogger("juicebox")
-
-
-def sft_target(record: dict) -> str | None:
-    """The text SFT trains a record towards: its answer, else its first reference (None: neither)."""
-    target = record.get("answer") or (record.get("references") or [None])[0]
-    return str(target) if target else None
 
 
 def _length(processing, messages: list[dict], target: str) -> int:

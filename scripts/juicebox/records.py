@@ -44,6 +44,12 @@ def prompt_text(prompt: str | list[dict]) -> str:
     return "\n".join(content_text(message.get("content")) for message in prompt)
 
 
+def sft_target(record: dict) -> str | None:
+    """The text SFT trains a record towards: its answer, else its first reference (None: neither)."""
+    target = record.get("answer") or (record.get("references") or [None])[0]
+    return str(target) if target else None
+
+
 def record_images(record: dict) -> list[str]:
     """The record's images (normalised references), [] when it has none."""
     return list(record.get("images") or [])

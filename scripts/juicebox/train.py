@@ -154,17 +154,16 @@ def sft_rows(records: list[dict], tasks: list[str] | None, vision: bool = False)
     ``vision``: rows for a vision-language model, the prompt in content parts with the record's
     images (paths) in an ``images`` column.
     """
-    from .records import vision_chat
-    from .records import prompt_messages, record_images
+    from .records import prompt_messages, record_images, sft_target, vision_chat
 
     rows = []
     for record in records:
         if tasks and record.get("task") not in tasks:
             continue
-        target = record.get("answer") or (record.get("references") or [None])[0]
-        if not target:
+        target = sft_target(record)
+        if target is None:
             continue
-        completion = [{"role": "assistant", "content": str(target)}]
+        completion = [{"role": "assistant", "content": target}]
         if vision:
             images = record_images(record)
             rows.append({"prompt": vision_chat(record["prompt"], len(images)), "completion": completion,
