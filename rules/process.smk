@@ -20,5 +20,6 @@ rule process_data:
     params:
         scratch="results/{exp}/processed",
         dj=lambda w: experiment(w)["dj"],
+        before_ops=lambda w: experiment(w)["feedback"]["before_ops"],
     script:
         "../scripts/process_data.py"

@@ -1,33 +1,25 @@
 """Rule process_data: run Data-Juicer's executor with the (refined) recipe; count kept/dropped per op.
 
-The recipe's ``model_stat_filter`` entries (model feedback) run after Data-Juicer's ops, on the
-model probe's stats; each counts in the ledger as ``model_stat_filter:<stat>``, and
-``summary.json``'s ``feedback`` section compares what they dropped with the noise labels.
+The recipe's ``model_stat_filter`` entries (model feedback) run on the model probe's stats, after
+Data-Juicer's ops (``feedback.before_ops``: before them); each counts in the ledger as
+``model_stat_filter:<stat>``, and ``summary.json``'s ``feedback`` section compares what they
+dropped with the noise labels.
 """
 
 from collections import Counter
 
 from juicebox import dj
-from juicebox.io import read_jsonl, read_yaml, setup_logging, write_json, write_jsonl
-from juicebox.ksigma import split_recipe
-from juicebox.model_probe import apply_model_filters, feedback_report
+from juicebox.io import read_jsonl, setup_logging, write_json, write_jsonl
+from juicebox.model_probe import process_with_feedback
 
 log = setup_logging(snakemake.log[0])
 records = read_jsonl(snakemake.input.pool)
 log.info("processing %d records with %s on Data-Juicer's %s executor", len(records), snakemake.input.recipe,
          snakemake.params.dj["executor"])
-_, filters = split_recipe(read_yaml(snakemake.input.recipe))
-if filters and not snakemake.input.get("model_stats"):
-    raise ValueError(f"{snakemake.input.recipe} has model_stat_filter entries but the experiment's feedback is "
-                     "off, so there are no model stats: set feedback.enabled: true")
-kept, counts = dj.process(records, snakemake.input.recipe, snakemake.params.scratch, snakemake.params.dj)
-feedback = None
-if filters:
-    stats = {row["id"]: row["stats"] for row in read_jsonl(snakemake.input.model_stats)}
-    reached = kept
-    kept, model_counts, removed = apply_model_filters(kept, filters, stats)
-    counts += model_counts
-    feedback = feedback_report(reached, removed)
+stats = ({row["id"]: row["stats"] for row in read_jsonl(snakemake.input.model_stats)}
+         if snakemake.input.get("model_stats") else None)
+kept, counts, feedback = process_with_feedback(records, snakemake.input.recipe, snakemake.params.scratch,
+                                               snakemake.params.dj, stats, snakemake.params.before_ops)
 write_jsonl(snakemake.output.data, kept)
 write_json(snakemake.output.stage, dj.process_stage(len(records), len(kept), counts))
 

@@ -17,7 +17,7 @@ from juicebox.io import read_yaml, write_yaml
 from juicebox.ksigma import (MAD_SCALE, MODEL_STAT_FILTER, KSigmaSettings, refine_recipe, split_recipe,
                              with_feedback_filters)
 from juicebox.ledger import check
-from juicebox.model_probe import apply_model_filters, feedback_report
+from juicebox.model_probe import apply_model_filters, feedback_report, process_with_feedback
 
 LOSSES = [1.0, 1.2, 1.1, 0.9, 1.3, 1.0, 1.1, 6.0]  # one wrong gold answer the model finds very unlikely
 TOKENS = [3, 4, 5, 4, 3, 5, 4, 40]
@@ -157,6 +157,36 @@ def test_processing_drops_outside_the_bound_and_reports_precision_recall(tmp_pat
     assert labels["clean"] == {"reached": 4, "dropped": 1, "precision": 0.25, "recall": 0.25}
     assert labels["any_noise"] == {"reached": 3, "dropped": 2, "precision": 0.5, "recall": pytest.approx(2 / 3)}
     assert "markup" not in labels  # dropped by Data-Juicer: it never reached the model filter
+
+
+@pytest.mark.parametrize("before_ops, kept_ids, dropped_by", [
+    (False, [], {"document_deduplicator": 1, "model_stat_filter:model_loss": 1}),
+    (True, ["w-clean"], {"model_stat_filter:model_loss": 1, "document_deduplicator": 0}),
+])
+def test_model_filters_before_or_after_a_deduplicator(tmp_path, before_ops, kept_ids, dropped_by):
+    # A wrong answer ahead of its clean twin (same question): deduplicating first keeps the wrong
+    # one, which the model filter then drops (both gone); filtering first keeps the clean one.
+    question = "Ava has 3 apples and buys 4 more. How many apples does she have now?"
+    records = [{"id": "w-wrong", "task": "math", "prompt": question, "answer": "9", "meta": {"noise": "wrong_answer"}},
+               {"id": "w-clean", "task": "math", "prompt": question, "answer": "7", "meta": {"noise": "clean"}}]
+    recipe = tmp_path / "recipe.yaml"
+    write_yaml(recipe, {"text_keys": "text", "process": [{"document_deduplicator": {}},
+                                                         entry(stat="model_loss", max_value=3.0)]})
+    stats = {"w-wrong": {"model_loss": 6.0}, "w-clean": {"model_loss": 0.5}}
+    kept, counts, report = process_with_feedback(records, str(recipe), str(tmp_path / "scratch"), {"np": 1}, stats,
+                                                 before_ops)
+    assert [r["id"] for r in kept] == kept_ids
+    stage = dj.process_stage(2, len(kept), counts)
+    assert stage["dropped"] == dropped_by and list(stage["dropped"]) == list(dropped_by)  # in the order run
+    assert report["labels"]["wrong_answer"] == {"reached": 1, "dropped": 1, "precision": 1.0, "recall": 1.0}
+    assert report["reached"] == (2 if before_ops else 1)
+
+
+def test_a_recipe_with_model_filters_needs_the_model_stats(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    write_yaml(recipe, {"text_keys": "text", "process": [entry(stat="model_loss", max_value=3.0)]})
+    with pytest.raises(ValueError, match="set feedback.enabled: true"):
+        process_with_feedback(labelled_records(), str(recipe), str(tmp_path / "scratch"), {"np": 1}, None)
 
 
 def test_a_record_without_the_stat_is_kept_and_filters_chain():

@@ -152,3 +152,30 @@ def feedback_report(reached: list[dict], dropped: list[dict]) -> dict:
     return {"reached": len(reached), "dropped": len(dropped),
             "dropped_noise": {label: n for label in labels[:-1] if (n := count(dropped, label))},
             "labels": per_label}
+
+
+def process_with_feedback(records: list[dict], recipe_path: str, scratch: str, executor: dict,
+                          stats: dict[str, dict] | None, before_ops: bool = False) -> tuple[list[dict], list[dict], dict | None]:
+    """Process ``records`` with a recipe: its Data-Juicer ops on the ``executor`` and its
+    ``model_stat_filter`` entries on the model probe's ``stats`` (``{id: stats}``), after the
+    Data-Juicer ops or, with ``before_ops``, before them (so a deduplicator keeps the twin the model
+    filters leave). Returns (kept, per-op counts in the order run, the :func:`feedback_report` or
+    None without model filters)."""
+    from . import dj
+    from .io import read_yaml
+    from .ksigma import split_recipe
+
+    _, filters = split_recipe(read_yaml(recipe_path))
+    if filters and stats is None:
+        raise ValueError(f"{recipe_path} has model_stat_filter entries but the experiment's feedback is off, so "
+                         "there are no model stats: set feedback.enabled: true")
+    if not filters:
+        kept, counts = dj.process(records, recipe_path, scratch, executor)
+        return kept, counts, None
+    if before_ops:
+        passed, model_counts, removed = apply_model_filters(records, filters, stats)
+        kept, counts = dj.process(passed, recipe_path, scratch, executor)
+        return kept, model_counts + counts, feedback_report(records, removed)
+    reached, counts = dj.process(records, recipe_path, scratch, executor)
+    kept, model_counts, removed = apply_model_filters(reached, filters, stats)
+    return kept, counts + model_counts, feedback_report(reached, removed)
