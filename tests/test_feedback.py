@@ -237,7 +237,7 @@ FEEDBACK = {"enabled": True, "model": "sft", "from": "raw", "filters": [{"stat":
 def test_feedback_block_resolves_with_defaults():
     exp = resolved(ci_config(fb={"feedback": FEEDBACK}))["experiments"]["fb"]["feedback"]
     assert exp == {**FEEDBACK, "batch_size": 16, "max_length": 1024, "threads": 1, "pass_threshold": 1.0,
-                   "refine": True}
+                   "refine": True, "before_ops": False}
     assert resolved(ci_config())["experiments"]["raw"]["feedback"]["enabled"] is False
 
 
