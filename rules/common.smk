@@ -8,7 +8,7 @@ from pathlib import Path
 SCRIPTS = Path(workflow.basedir) / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
-from juicebox import cluster  # noqa: E402
+from juicebox import cluster, cpu  # noqa: E402
 from juicebox import tracking as tracking_lib  # noqa: E402
 from juicebox.config import compose, resolve  # noqa: E402
 from juicebox.models import is_hub_id, model_slug  # noqa: E402
@@ -61,6 +61,9 @@ CONFIG = resolve(
 )
 EXPERIMENTS = CONFIG["experiments"]
 DEMO = CONFIG["demo_data"]["outdir"]
+if CONFIG["cpu_reproducible"]:
+    # Before any job starts: every job (local, cluster, resumed) inherits the pinned code paths.
+    cpu.pin()
 
 
 wildcard_constraints:

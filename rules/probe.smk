@@ -31,7 +31,7 @@ rule plot_thresholds:
             directory("results/{exp}/probe/histograms"),
             patterns=["{stat}.png"],
             caption="../report/histograms.rst",
-            category="1. Probe: k-sigma thresholds",
+            category="1. Probe stats and thresholds",
             subcategory="{exp}",
         ),
     log:
@@ -85,8 +85,8 @@ rule plot_model_thresholds:
             directory("results/{exp}/probe/model_histograms"),
             patterns=["{stat}.png"],
             caption="../report/model_histograms.rst",
-            category="1. Probe: model feedback thresholds",
-            subcategory="{exp}",
+            category="1. Probe stats and thresholds",
+            subcategory="{exp} (model stats)",
         ),
     log:
         "results/{exp}/logs/plot_model_thresholds.log",

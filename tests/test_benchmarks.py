@@ -14,7 +14,8 @@ import pytest
 from juicebox.benchmarks import BENCHMARKS, BenchmarkError, extract_choice, load_benchmark, rescore
 from juicebox.io import write_json, write_jsonl
 from conftest import shape_image
-from juicebox.scoring import (CAPTION_METRICS, bootstrap_ci, bootstrap_ci_fn, gold_answer_math, math_correct,
+from juicebox.scoring import (CAPTION_METRICS, bootstrap_figures, caption_scores, figure_values, gold_answer_math,
+                              math_correct, mean_figures, paired_bootstrap_figures,
                               pass_at_k)
 
 
@@ -83,26 +84,40 @@ def test_pass_at_k_hand_computed():
         pass_at_k(2, 1, 3)
 
 
-def test_bootstrap_ci_is_seeded_and_contains_the_mean():
+def means(values):
+    return [{"items": 1, "acc": v} for v in values]
+
+
+def test_bootstrap_of_a_mean_is_seeded_and_contains_the_mean():
     values = [0, 1, 1, 0, 1, 1, 1, 0, 1, 1]
-    ci = bootstrap_ci(values, seed=7)
-    assert ci == bootstrap_ci(values, seed=7)
+    ci = bootstrap_figures(means(values), mean_figures, seed=7)["acc"]
+    assert ci == bootstrap_figures(means(values), mean_figures, seed=7)["acc"]
     assert ci[0] <= sum(values) / len(values) <= ci[1]
     assert ci[0] < ci[1]
-    assert bootstrap_ci([0.25] * 5, seed=1) == (0.25, 0.25)
+    # 1/3 per item: every resample's mean is 1/3 up to rounding, and the interval is exactly the figure.
+    point = figure_values(means([1 / 3] * 7), mean_figures)["acc"]
+    assert bootstrap_figures(means([1 / 3] * 7), mean_figures, seed=1)["acc"] == (point, point)
     # Two items: resample means are 0, 1/2, 1 with probabilities 1/4, 1/2, 1/4 -> the 95% interval is [0, 1].
-    assert bootstrap_ci([0.0, 1.0], seed=3, n_resamples=4000) == (0.0, 1.0)
+    assert bootstrap_figures(means([0.0, 1.0]), mean_figures, seed=3, n_resamples=4000)["acc"] == (0.0, 1.0)
 
 
-def test_bootstrap_ci_fn_recomputes_a_corpus_statistic():
-    hits = {"a": 1.0, "b": 0.0, "c": 1.0, "d": 1.0}
+def test_the_bootstrap_recomputes_a_ratio_of_sums_not_a_mean_of_ratios():
+    # Hallucinated / mentioned objects: one caption names 9 objects, all wrong; nine name 1, all right.
+    stats = [{"items": 1, "bad": 9, "named": 9}] + [{"items": 1, "bad": 0, "named": 1}] * 9
 
-    def ratio(ids):
-        return sum(hits[i] for i in ids) / len(ids)
+    def share(t):
+        return {"share": t["bad"] / t["named"]}
 
-    ci = bootstrap_ci_fn(list(hits), ratio, seed=5, n_resamples=500)
-    assert ci == bootstrap_ci_fn(list(hits), ratio, seed=5, n_resamples=500)
-    assert ci[0] <= 0.75 <= ci[1]
+    assert figure_values(stats, share)["share"] == 0.5  # the mean of per-caption shares would be 0.1
+    low, high = bootstrap_figures(stats, share, seed=5, n_resamples=2000)["share"]
+    assert low <= 0.5 <= high and high > 0.1
+
+
+def test_paired_bootstrap_resamples_the_same_items_on_both_sides():
+    a, b = means([1, 1, 0, 1, 0, 1, 1, 1]), means([0, 1, 0, 1, 0, 1, 0, 1])
+    low, high = paired_bootstrap_figures(a, b, mean_figures, seed=2, n_resamples=2000)["acc"]
+    assert low <= 0.25 <= high and low >= 0  # a is never worse than b on an item: no resample goes below 0
+    assert paired_bootstrap_figures(a, a, mean_figures, seed=2)["acc"] == (0.0, 0.0)
 
 
 def bench(kind, name, **options):
@@ -307,12 +322,43 @@ def test_caption_missing_image_names_line(tmp_path):
     assert len(bench("caption", "cap", path=str(path), limit=1).load()) == 1
 
 
-def test_caption_bleu_intervals_contain_the_corpus_bleu(scored_captions):
-    """Corpus BLEU is not the mean of per-item BLEU: its interval is recomputed per resample."""
+def test_caption_intervals_contain_their_corpus_figures(scored_captions):
+    """Corpus BLEU and METEOR are not means of per-item values: each resample recomputes them."""
     _, _, metrics = scored_captions
-    for n in range(1, 5):
-        lo, hi = metrics["ci95"][f"BLEU-{n}"]
-        assert lo <= metrics["metrics"][f"BLEU-{n}"] <= hi
+    for name in CAPTION_METRICS:
+        lo, hi = metrics["ci95"][name]
+        assert lo <= metrics["metrics"][name] <= hi, name
+
+
+# Stems (dog/dogs), synonyms (big/large), an exact match (whose chunk METEOR's sums leave out),
+# a partial match in several chunks, an empty prediction.
+METEOR_CASES = {
+    "partial": ("a red circle on white", ["a red circle", "red round shape on a white background"]),
+    "short": ("blue square", ["a blue square", "the square is blue"]),
+    "exact": ("a green triangle", ["a green triangle"]),
+    "stems": ("a dog runs on the grass", ["dogs running on grass", "a dog is running"]),
+    "synonym": ("a big dog", ["a large dog", "the big dogs"]),
+    "empty": ("", ["a cat"]),
+    "exact2": ("two yellow stars", ["two yellow stars"]),
+}
+
+
+def test_corpus_meteor_and_bleu_recomputed_from_item_statistics_equal_pycocoevalcap():
+    """caption_scores checks its recomputed figures against pycocoevalcap's on every call; here on
+    every subset of items that changes which METEOR rule applies (pycocoevalcap's own corpus figure
+    for each subset, Java included)."""
+    from juicebox.scoring import caption_figures
+
+    for keys in (["partial", "exact"], ["exact", "empty"], ["stems", "synonym", "exact2"], list(METEOR_CASES)):
+        predictions = {key: METEOR_CASES[key][0] for key in keys}
+        references = {key: METEOR_CASES[key][1] for key in keys}
+        corpus, per_item, stats = caption_scores(predictions, references)
+        recomputed = figure_values(list(stats.values()), caption_figures)
+        for name in CAPTION_METRICS:
+            assert recomputed[name] == pytest.approx(corpus[name], rel=1e-12, abs=1e-15), (keys, name)
+        for key in keys:  # one item's statistics give its own segment METEOR
+            assert figure_values([stats[key]], caption_figures)["METEOR"] == pytest.approx(per_item[key]["METEOR"])
+    assert corpus["METEOR"] != pytest.approx(sum(s["METEOR"] for s in per_item.values()) / len(per_item))
 
 
 def test_ranking_puts_the_lowest_first_for_a_lower_is_better_metric():

@@ -114,11 +114,23 @@ def test_dj_executor_is_default_or_ray():
         resolved(cfg)
 
 
-def test_numeric_strings_are_numbers_and_inputs_must_exist(tmp_path):
+def test_numeric_strings_are_numbers_and_inputs_must_exist(workdir, monkeypatch):
     cfg = base()
     cfg["experiments"]["raw"] = {"train": {"learning_rate": "5e-4", "epochs": "2"}, "rollouts": {"shards": "3"}}
     raw = resolved(cfg)["experiments"]["raw"]
     assert raw["train"]["learning_rate"] == 0.0005 and raw["train"]["epochs"] == 2.0 and raw["rollouts"]["shards"] == 3
+    # `--config cpu_reproducible=false` gives the string "false": a boolean where the schema wants one
+    assert resolved({**cfg, "cpu_reproducible": "false"})["cpu_reproducible"] is False
+    with pytest.raises(ConfigError, match=r"cpu_reproducible: expected boolean, found 'no' \(str\)"):
+        resolved({**cfg, "cpu_reproducible": "no"})
+    # Input paths are relative to the working directory: a fresh one (config/ and .test/ only), never
+    # the repository root, whose results/ holds the demo's data once `make demo` has run.
+    monkeypatch.chdir(workdir)
     with pytest.raises(ConfigError, match=r"experiments\.raw\.sources\[0\]\.path: results/demo_data/math\.jsonl "
                                          r"does not exist \(and no rule of the workflow makes it\)"):
+        resolve(base(), SCHEMA)
+    (workdir / "results/demo_data").mkdir(parents=True)
+    (workdir / "results/demo_data/math.jsonl").write_text("")
+    with pytest.raises(ConfigError, match=r"experiments\.raw\.sources\[1\]\.path: results/demo_data/math_extra\.csv "
+                                         r"does not exist"):
         resolve(base(), SCHEMA)

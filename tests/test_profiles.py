@@ -1,6 +1,7 @@
 """Profiles dry-run without SLURM; GPU counts, nodes, envs and launchers derive from the config."""
 
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -9,6 +10,25 @@ import yaml
 from conftest import ROOT, SNAKEMAKE, run_snakemake
 
 CONFIG = ".test/config_ci/config.yaml"
+
+
+def root_like(workdir):
+    """``workdir`` laid out like the repository root for `--profile slurm`: the root's ``slurm``
+    link (to profiles/slurm) and a copy of profiles/. Snakemake looks for ``--profile NAME`` in the
+    current directory, so a dry run from here finds the profile as it would from the root, without
+    seeing the root's results/ and .snakemake/ (which `make demo` fills) or writing there."""
+    assert (ROOT / "slurm").is_symlink()
+    shutil.copy2(ROOT / "slurm", workdir / "slurm", follow_symlinks=False)
+    shutil.copytree(ROOT / "profiles", workdir / "profiles")
+    return workdir
+
+
+def slurm_dry_run(workdir, env):
+    """A dry run of results/eval.json with the literal ``--profile slurm``, from ``workdir``."""
+    return subprocess.run(
+        [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--profile", "slurm", "--directory", str(workdir),
+         "--configfile", CONFIG, "-n", "results/eval.json"], cwd=root_like(workdir), capture_output=True, text=True,
+        env=env)
 
 
 def job_blocks(output: str) -> list[tuple[str, str]]:
@@ -24,10 +44,7 @@ def resources(block: str) -> dict[str, str]:
 
 def test_literal_slurm_profile_dry_runs_from_the_repository_root(workdir):
     # `--profile slurm` is found because the root holds the `slurm` link to profiles/slurm.
-    proc = subprocess.run(
-        [SNAKEMAKE, "--profile", "slurm", "--directory", str(workdir), "--configfile", CONFIG,
-         "-n", "results/eval.json"], cwd=ROOT, capture_output=True, text=True,
-        env={"PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin", "HOME": str(workdir)})
+    proc = slurm_dry_run(workdir, env={"PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin", "HOME": str(workdir)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Using profile slurm" in proc.stdout + proc.stderr
     blocks = job_blocks(proc.stdout)
@@ -44,8 +61,7 @@ def test_site_settings_come_from_one_place(workdir):
     env = {"PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin", "HOME": str(workdir),
            "JUICEBOX_SLURM_GPU_MODEL": "h100", "JUICEBOX_SLURM_ACCOUNT": "proj42",
            "JUICEBOX_SLURM_CPU_PARTITION": "short"}
-    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", "--directory", str(workdir), "--configfile", CONFIG,
-                           "-n", "results/eval.json"], cwd=ROOT, capture_output=True, text=True, env=env)
+    proc = slurm_dry_run(workdir, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rule, block in job_blocks(proc.stdout):
         res = resources(block)

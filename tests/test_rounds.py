@@ -39,10 +39,12 @@ def test_ledger_has_a_section_per_later_round_checked_like_the_first():
 
 
 def write_variant(folder, variant, scores, ci):
-    rows = [{"id": f"q{i}", "score": {"accuracy": s}} for i, s in enumerate(scores)]
+    rows = [{"id": f"q{i}", "score": {"accuracy": s}, "stats": {"items": 1, "accuracy": s}}
+            for i, s in enumerate(scores)]
     write_jsonl(folder / f"{variant}.jsonl", rows)
     write_json(folder / f"{variant}.json", {"n": len(scores), "metrics": {"accuracy": sum(scores) / len(scores)},
-                                             "ci95": {"accuracy": ci}, "variant": variant})
+                                             "ci95": {"accuracy": ci}, "variant": variant,
+                                             "benchmark": {"type": "vqa"}})
 
 
 def test_round_curve_goes_from_the_policy_through_every_round(tmp_path):

@@ -2,9 +2,12 @@
 
 `scripts/local_slurm.sh` installs slurm-wlm and munge from Debian's packages and starts a cluster
 with a `cpu` and a `gpu` partition and two fake GPUs (a gres backed by dummy files). The run uses
-the profile as users do, plus the two flags a cluster without an accounting database needs. While
-it runs, the test records every job SLURM sees and cancels one rollout shard job with scancel:
-Snakemake must retry it and the run must still end with every prompt rolled out exactly once.
+the profile as users do, plus the two flags a cluster without an accounting database needs, on the
+CI config's three experiments (two data pools). While it runs, the test records every job SLURM
+sees and cancels one rollout shard job with scancel: Snakemake must retry it and the run must
+still end with every prompt rolled out exactly once. Every job must fit the 2-CPU node and run: a
+job asking for more CPUs than any node has waits forever (Reason=PartitionConfig), and the run
+is killed after 30 minutes.
 """
 
 import json
@@ -15,7 +18,6 @@ import subprocess
 import time
 
 import pytest
-import yaml
 
 from conftest import ROOT, SNAKEMAKE
 
@@ -78,12 +80,8 @@ def slurm_run(cluster, tmp_path_factory):
     work = tmp_path_factory.mktemp("slurm")
     shutil.copytree(ROOT / "config", work / "config")
     shutil.copytree(ROOT / ".test", work / ".test")
-    # The text experiments only: the VLM's jobs are the same rules (tests/test_workflow.py runs them).
-    cfg = yaml.safe_load((work / CONFIG).read_text())
-    cfg["experiments"] = {name: cfg["experiments"][name] for name in ("raw", "ksigma")}
-    (work / "slurm.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--profile", str(ROOT / "profiles" / "slurm"),
-           "--configfile", "slurm.yaml", "--slurm-status-command", "squeue", "--slurm-no-account",
+           "--configfile", CONFIG, "--slurm-status-command", "squeue", "--slurm-no-account",
            "--slurm-init-seconds-before-status-checks", "5", "--verbose", "results/eval.json"]
     env = {**os.environ, **SITE, "PATH": f"{os.path.dirname(SNAKEMAKE)}{os.pathsep}{os.environ['PATH']}"}
     seen: dict[str, dict] = {}
@@ -111,10 +109,22 @@ def slurm_run(cluster, tmp_path_factory):
 def test_workflow_completes_through_slurm(slurm_run):
     assert slurm_run["rc"] == 0, slurm_run["output"][-6000:]
     summary = json.loads((slurm_run["work"] / "results" / "eval.json").read_text())
-    assert set(summary["experiments"]) == {"raw", "ksigma"}
+    assert set(summary["experiments"]) == {"raw", "ksigma", "vlm"}
     # Every job went through SLURM: the slurm executor's sbatch calls are in the verbose log.
     assert slurm_run["output"].count("sbatch call:") == len(slurm_run["jobs"]) > 20
     print(f"SLURM run: {slurm_run['wall_s']:.0f} s wall, {len(slurm_run['jobs'])} SLURM jobs")
+
+
+def test_every_job_fits_the_node_and_ran(slurm_run):
+    node_cpus = int(subprocess.run(["nproc"], capture_output=True, text=True).stdout)
+    jobs = slurm_run["jobs"].values()
+    too_big = {job["JobId"]: (rule_of(job), job["NumCPUs"]) for job in jobs if int(job["NumCPUs"]) > node_cpus}
+    assert not too_big, f"jobs asking for more than the node's {node_cpus} CPUs: {too_big}"
+    states = {job["JobId"]: (rule_of(job), job["JobState"]) for job in jobs
+              if job["JobId"] != (slurm_run["cancelled"] or {}).get("job")}
+    assert {state for _, state in states.values()} == {"COMPLETED"}, states
+    largest = max(jobs, key=lambda job: int(job["NumCPUs"]))
+    print(f"largest request: {largest['NumCPUs']} CPUs ({rule_of(largest)})")
 
 
 def test_gpu_rules_requested_gpus(slurm_run):
@@ -147,7 +157,7 @@ def test_cancelled_job_was_retried_and_nothing_lost(slurm_run):
         # The retried job continued from the partial file the cancelled one left.
         shard_log = (work / f"results/{cancelled['exp']}/logs/rollouts/{cancelled['shard']}.log").read_text()
         assert "prompt(s) already done" in shard_log
-    for exp in ("raw", "ksigma"):
+    for exp in ("raw", "ksigma", "vlm"):
         processed = (work / f"results/{exp}/processed/data.jsonl").read_text().splitlines()
         rollouts = [json.loads(l) for l in (work / f"results/{exp}/rollouts/rollouts.jsonl").read_text().splitlines()]
         stage = json.loads((work / f"results/{exp}/rollouts/ledger_stage.json").read_text())

@@ -109,6 +109,19 @@ def test_unreadable_json_source_names_file_and_line(tmp_path):
         validate_sources([spec(tmp_path / "broken.json")], 0.05, tmp_path / "store")
 
 
+def test_json_object_holding_its_records_under_data_is_read_by_item(tmp_path):
+    # TextVQA's layout: one object, the records under "data" (published as one line).
+    path = tmp_path / "obj.json"
+    path.write_text(json.dumps({"dataset_name": "textvqa", "data": [good(1), {"id": "b", "answer": "2"}, good(2)]}))
+    out = validate_sources([spec(path)], 0.5, tmp_path / "store")
+    assert [r["id"] for r in out.by_source["obj"]] == ["g1", "g2"]
+    assert [(r["item"], r["reason"]) for r in out.rejected] == [(2, "missing required field 'prompt' (looked for "
+                                                                    "source fields messages, prompt, question, text, "
+                                                                    "problem, query, input)")]
+    with pytest.raises(SourceError, match=r"first reasons: item 2: missing required field 'prompt'"):
+        validate_sources([spec(path)], 0.1, tmp_path / "store")
+
+
 def test_duplicate_ids_across_sources(tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", [good(i) for i in range(40)])
     b = write_jsonl(tmp_path / "b.jsonl", [good(0)] + [good(i) for i in range(100, 140)])

@@ -162,9 +162,11 @@ def write_eval(root, exp, variant, scores, ci95, ids=None):
     folder = root / exp / "eval" / "bm"
     folder.mkdir(parents=True, exist_ok=True)
     ids = ids or [f"q{i}" for i in range(len(scores))]
-    write_jsonl(folder / f"{variant}.jsonl", [{"id": i, "score": {"acc": s}} for i, s in zip(ids, scores)])
+    write_jsonl(folder / f"{variant}.jsonl", [{"id": i, "score": {"acc": s}, "stats": {"items": 1, "acc": s}}
+                                              for i, s in zip(ids, scores)])
     write_json(folder / f"{variant}.json", {"n": len(scores), "metrics": {"acc": sum(scores) / len(scores)},
-                                            "ci95": {"acc": ci95}, "lower_is_better": []})
+                                            "ci95": {"acc": ci95}, "lower_is_better": [],
+                                            "benchmark": {"type": "multiple_choice"}})
 
 
 @pytest.fixture
@@ -231,3 +233,13 @@ def test_pools_are_ranked_by_their_best_dpo_model(hand_eval):
     assert rows[2]["delta_vs_best"] == -1 and rows[2]["delta_vs_best_ci95"] == [-1, -1] and rows[2]["significant"]
     # strict JSON: no NaN where an interval cannot be computed
     json.dumps([hand_eval[k] for k in ("ranking", "sweeps", "pool_ranking")], allow_nan=False)
+
+
+def test_every_interval_of_the_hand_built_summary_brackets_its_figure(hand_eval):
+    from juicebox.summary import intervals_excluding_their_figure
+
+    assert intervals_excluding_their_figure(hand_eval) == []
+    broken = json.loads(json.dumps(hand_eval))
+    broken["ranking"][1]["delta_vs_best_ci95"] = [0.5, 0.6]
+    assert [line.split(":")[0] for line in intervals_excluding_their_figure(broken)] == [
+        f"ranking/{broken['ranking'][1]['experiment']}/{broken['ranking'][1]['variant']}/delta_vs_best"]

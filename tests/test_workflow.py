@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from conftest import make_workdir, run_snakemake
+from juicebox import cpu
 from juicebox.ledger import check
+from juicebox.summary import intervals_excluding_their_figure
 
 CONFIG = ".test/config_ci/config.yaml"
 EXPERIMENTS = ("raw", "ksigma", "vlm")
@@ -107,8 +109,11 @@ def test_report_shows_every_figure_with_its_caption(demo):
     html = (demo / "report.html").read_text(encoding="utf-8")
     assert len(html) > 500_000  # figures are embedded as data URIs
     results, categories = report_variable(html, "results"), report_variable(html, "categories")
-    assert "Juicebox: the data-model co-development loop" in report_variable(html, "workflow-desc")
-    per_exp = {"1. Probe: k-sigma thresholds": "Probe stat", "2. Data-Juicer ops": "Records kept and dropped",
+    description = report_variable(html, "workflow-desc")
+    assert "Juicebox: the data-model co-development loop" in description
+    assert "system-message" not in description  # docutils' warnings (tests/test_report.py)
+    # (no experiment of the CI config has model feedback: no "<exp> (model stats)" subcategory)
+    per_exp = {"1. Probe stats and thresholds": "Probe stat", "2. Data-Juicer ops": "Records kept and dropped",
                "3. Rewards": "Reward distributions", "4. Pair margins": "DPO pair margins",
                "5. Training": "Training curves"}
     assert set(categories) == {*per_exp, "6. Benchmarks"}
@@ -118,9 +123,9 @@ def test_report_shows_every_figure_with_its_caption(demo):
         for exp in EXPERIMENTS:
             for path in categories[category][exp]:
                 assert results[path]["data_uri"].startswith("data:image/png")
-                assert caption in results[path]["caption"]
+                assert caption in results[path]["caption"] and "system-message" not in results[path]["caption"]
                 assert f'experiment <tt class="docutils literal">{exp}</tt>' in results[path]["caption"]
-    histograms = categories["1. Probe: k-sigma thresholds"]
+    histograms = categories["1. Probe stats and thresholds"]
     for exp in EXPERIMENTS:
         assert len(histograms[exp]) == len(list((demo / "results" / exp / "probe/histograms").glob("*.png")))
     assert "k = 2" in results[histograms["ksigma"][0]]["caption"]
@@ -180,6 +185,16 @@ def test_eval_json_schema_and_provenance(demo):
     assert {r["metric"] for r in summary["ranking"]} == {"pass@1"}
     prov = summary["provenance"]
     assert len(prov["config_sha256"]) == 64 and prov["seed"] == 7 and prov["packages"]["trl"]
+    assert prov["cpu"]["settings"] == cpu.SETTINGS  # every job ran with the pinned CPU code paths
+
+
+def test_every_interval_brackets_its_figure(demo):
+    summary = json.loads((demo / "results/eval.json").read_text())
+    assert intervals_excluding_their_figure(summary) == []
+    # the caption metrics whose corpus figure pools statistics are among the intervals checked
+    captions = summary["experiments"]["vlm"]["benchmarks"]["demo_caption"]["sft"]
+    assert {"BLEU-4", "METEOR", "CIDEr"} <= set(captions["ci95"])
+    assert summary["experiments"]["vlm"]["deltas_ci95"]["demo_caption"]["METEOR"]["dpo_vs_sft"] is not None
 
 
 @pytest.mark.parametrize("exp", TEXT_EXPERIMENTS)

@@ -82,9 +82,12 @@ def _walk(instance: Any, schema: dict, root: dict, visit: Callable[[Any, dict], 
 
 
 def _number_from_string(value: Any, schema: dict) -> Any:
-    """A numeric string where the schema wants a number (and not a string) becomes that number."""
+    """A numeric string where the schema wants a number (and not a string) becomes that number, and
+    "true"/"false" where it wants a boolean a boolean (``--config key=false`` gives strings)."""
     kinds = schema.get("type")
     kinds = [kinds] if isinstance(kinds, str) else kinds or []
+    if isinstance(value, str) and "string" not in kinds and "boolean" in kinds and value.strip() in ("true", "false"):
+        return value.strip() == "true"
     if isinstance(value, str) and "string" not in kinds and NUMBER.match(value.strip()):
         if "integer" in kinds and re.fullmatch(r"[+-]?\d+", value.strip()):
             return int(value)

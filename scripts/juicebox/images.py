@@ -66,7 +66,7 @@ def _from_mapping(value: dict, root: Path, store: Path | None) -> str:
     data = value.get("bytes")
     if data is not None:
         if isinstance(data, str):  # JSON has no binary values: the bytes as base64 text
-            data = _base64_bytes("".join(data.split()), "{bytes, path} bytes given as text")
+            data = base64_bytes(data, "{bytes, path} bytes given as text")
         elif not isinstance(data, (bytes, bytearray, memoryview)):
             raise Invalid(f"wrong type for 'images': the bytes of an image {{bytes, path}} must be binary or base64 "
                           f"text, found {type(data).__name__}")
@@ -106,12 +106,13 @@ def _data_uri_bytes(uri: str) -> bytes:
         raise Invalid(f"not an image: inline data of type {shown(media or 'text/plain')} (expected data:image/...)")
     if "base64" not in params:
         raise Invalid("not an image: inline data that is not base64 (no ';base64' before the comma)")
-    return _base64_bytes("".join(payload.split()), "inline data")
+    return base64_bytes(payload, "inline data")
 
 
-def _base64_bytes(text: str, what: str) -> bytes:
+def base64_bytes(text: str, what: str) -> bytes:
+    """The bytes base64 text encodes (white space ignored); ``Invalid`` naming ``what`` otherwise."""
     try:
-        return base64.b64decode(text, validate=True)
+        return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as err:
         raise Invalid(f"not an image: {what} that is not base64 ({err})") from None
 

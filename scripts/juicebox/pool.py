@@ -37,6 +37,13 @@ def _reject(spec: SourceSpec, item: RawItem, reason: str) -> dict:
     return {"source": spec.path, item.unit: item.line, "reason": _writable(reason), "raw": _writable(item.raw)}
 
 
+def _location(entry: dict) -> str:
+    """A quarantine entry's place in its source: ``line N``, ``row N`` (Parquet) or ``item N`` (the
+    list of a JSON object)."""
+    unit = next(unit for unit in ("line", "row", "item") if unit in entry)
+    return f"{unit} {entry[unit]}"
+
+
 def _writable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
@@ -72,8 +79,7 @@ def validate_sources(specs: list[SourceSpec], max_rejected_fraction: float, imag
         log.info("source %s (%s): %d read, %d valid, %d rejected", spec.name, spec.path, total, len(kept),
                  len(rejected))
         if fraction > max_rejected_fraction:
-            unit = "row" if spec.format == "parquet" else "line"
-            first = "; ".join(f"{unit} {r[unit]}: {r['reason']}" for r in rejected[:5])
+            first = "; ".join(f"{_location(r)}: {r['reason']}" for r in rejected[:5])
             raise SourceError(
                 f"{spec.path}: {len(rejected)} of {total} records rejected ({fraction:.1%}), more than "
                 f"max_rejected_fraction {max_rejected_fraction}; first reasons: {first}")

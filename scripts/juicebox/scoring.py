@@ -15,7 +15,9 @@ Design:
   METEOR, ROUGE-L, CIDEr; no SPICE, which downloads models). Both Java tools are started once per
   call, and METEOR's process is always ended before returning.
 * **Confidence intervals** are percentile bootstraps over items with a seeded numpy generator, so
-  the same inputs and seed always give the same interval.
+  the same inputs and seed always give the same interval. Every figure is computed from sums of
+  per-item statistics (``figures``), so each resample recomputes the figure itself, corpus BLEU
+  and METEOR included: an interval is of the reported figure, and brackets it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import logging
 import math
 import re
 import threading
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -167,33 +169,6 @@ def _tokenize(predictions: dict, references: dict) -> tuple[dict, dict]:
     return res, gts
 
 
-def bleu_bootstrap_ci(predictions: dict[Hashable, str], references: dict[Hashable, list[str]], seed: int,
-                      n_resamples: int = 1000, alpha: float = 0.05) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals of corpus BLEU-1..4, recomputed on each resampled item set.
-
-    Corpus BLEU pools n-gram counts over items, so the mean of per-item BLEU is not it and an
-    interval of that mean need not contain it; this recomputes the corpus statistic instead
-    (pure Python, a few seconds for 1000 resamples of a few hundred items).
-    """
-    from pycocoevalcap.bleu.bleu import Bleu
-
-    res, gts = _tokenize(predictions, references)
-    keys = list(res)
-    draws = []
-
-    def corpus(ids: list) -> list[float]:
-        sample_res = {(k, j): res[k] for j, k in enumerate(ids)}
-        sample_gts = {(k, j): gts[k] for j, k in enumerate(ids)}
-        return Bleu(4).compute_score(sample_gts, sample_res, verbose=0)[0]
-
-    rng = np.random.default_rng(seed)
-    for _ in range(n_resamples):
-        draws.append(corpus([keys[i] for i in rng.integers(0, len(keys), size=len(keys))]))
-    table = np.asarray(draws)
-    return {f"BLEU-{n + 1}": (float(np.quantile(table[:, n], alpha / 2)), float(np.quantile(table[:, n], 1 - alpha / 2)))
-            for n in range(4)}
-
-
 def _close_meteor(meteor: Any) -> None:
     """End METEOR's Java process now instead of whenever the object is garbage-collected."""
     process = meteor.meteor_p
@@ -208,17 +183,23 @@ def _close_meteor(meteor: Any) -> None:
                 stream.close()
 
 
-def caption_scores(predictions: dict[Hashable, str],
-                   references: dict[Hashable, list[str]]) -> tuple[dict[str, float], dict[Hashable, dict[str, float]]]:
-    """COCO caption metrics of one prediction per item: (corpus scores, per-item scores).
+def caption_scores(predictions: dict[Hashable, str], references: dict[Hashable, list[str]]
+                   ) -> tuple[dict[str, float], dict[Hashable, dict[str, float]], dict[Hashable, dict[str, float]]]:
+    """COCO caption metrics of one prediction per item: (corpus scores, per-item scores, per-item
+    statistics).
 
     Corpus BLEU and METEOR pool statistics over all items (they are not means of the per-item
-    values); corpus ROUGE_L and CIDEr are the means of the per-item values. CIDEr weights n-grams
-    by IDF computed over the references of the items scored together, so it depends on the set:
-    a single item gives a degenerate CIDEr of 0 (every n-gram occurs in "all" documents).
+    values); corpus ROUGE_L and CIDEr are the means of the per-item values. The per-item
+    statistics (``caption_figures``) are the additive sufficient statistics of all seven corpus
+    figures: BLEU's clipped n-gram matches, n-gram counts, hypothesis length and closest
+    reference length; METEOR's per-segment matches by stage, function words, chunks and
+    lengths; the per-item ROUGE_L and CIDEr. ``caption_figures`` of their sums equals
+    pycocoevalcap's corpus scores (checked here on every call). CIDEr weights n-grams by IDF
+    computed over the references of the items scored together, so it depends on the set: a
+    single item gives a degenerate CIDEr of 0 (every n-gram occurs in "all" documents); the
+    statistics keep the IDF of the whole benchmark.
     Empty predictions or references are replaced by placeholder words (see ``EMPTY_PREDICTION``).
     """
-    from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.rouge.rouge import Rouge
@@ -237,47 +218,229 @@ def caption_scores(predictions: dict[Hashable, str],
         res, gts = _tokenize(predictions, references)
         keys = list(res)
         gts = {key: gts[key] for key in keys}  # every scorer iterates gts' keys: fix one order
-        bleu, bleu_items = Bleu(4).compute_score(gts, res, verbose=0)
-        meteor_corpus, meteor_items = meteor.compute_score(gts, res)
+        bleu, bleu_items, bleu_stats = _bleu(gts, res)
+        meteor_corpus, meteor_items, meteor_stats = _meteor(meteor, gts, res)
     finally:
         _close_meteor(meteor)
     rouge, rouge_items = Rouge().compute_score(gts, res)
     cider, cider_items = Cider().compute_score(gts, res)
-    corpus = dict(zip(CAPTION_METRICS, [*bleu, meteor_corpus, rouge, cider]))
+    corpus = {name: float(value) for name, value in zip(CAPTION_METRICS, [*bleu, meteor_corpus, rouge, cider])}
     columns = [*bleu_items, meteor_items, rouge_items, cider_items]
     per_item = {key: {name: float(col[i]) for name, col in zip(CAPTION_METRICS, columns)}
                 for i, key in enumerate(keys)}
-    return {name: float(value) for name, value in corpus.items()}, per_item
+    stats = {key: {"items": 1.0, **bleu_stats[i], **meteor_stats[i], "ROUGE_L": float(rouge_items[i]),
+                   "CIDEr": float(cider_items[i])} for i, key in enumerate(keys)}
+    recomputed = figure_values(list(stats.values()), caption_figures)
+    wrong = {name: (corpus[name], value) for name, value in recomputed.items()
+             if not math.isclose(corpus[name], value, rel_tol=1e-9, abs_tol=1e-12)}
+    if wrong:
+        raise RuntimeError(f"caption_scores: the corpus figures recomputed from the per-item statistics differ from "
+                           f"pycocoevalcap's (pycocoevalcap, recomputed): {wrong}")
+    return corpus, per_item, stats
 
 
-# --- intervals and estimators ------------------------------------------------------------
+def _bleu(gts: dict, res: dict) -> tuple[list[float], list[list[float]], list[dict[str, float]]]:
+    """pycocoevalcap's BLEU-1..4 (``Bleu(4)``: option "closest"), per-item scores, and each item's
+    statistics: hypothesis length, closest reference length, n-gram counts and clipped matches."""
+    from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 
-def bootstrap_ci(values: Sequence[float], seed: int, n_resamples: int = 1000,
-                 alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (resampling items), seeded."""
-    data = np.asarray(values, dtype=float)
-    if data.size == 0:
-        raise ValueError("bootstrap_ci: no values")
+    scorer = BleuScorer(n=4)
+    for key in gts:
+        scorer += (res[key][0], gts[key])
+    corpus, per_item = scorer.compute_score(option="closest", verbose=0)
+    stats = []
+    for comps in scorer.ctest:
+        testlen = comps["testlen"]
+        closest = min((abs(length - testlen), length) for length in comps["reflen"])[1]
+        stats.append({"bleu_testlen": float(testlen), "bleu_reflen": float(closest),
+                      **{f"bleu_guess_{n + 1}": float(comps["guess"][n]) for n in range(4)},
+                      **{f"bleu_correct_{n + 1}": float(comps["correct"][n]) for n in range(4)}})
+    return corpus, per_item, stats
+
+
+# METEOR 1.5's statistics line for one segment, field by field (MeteorStats.toString), and the
+# parameters of its English default task, which pycocoevalcap runs (`-l en -norm`): alpha, beta,
+# gamma, delta and the weights of the exact, stem, synonym and paraphrase stages.
+METEOR_STAGES = 4
+METEOR_FIELDS = ("test_length", "reference_length", "test_function_words", "reference_function_words",
+                 *(f"{side}_{kind}_{stage}" for stage in range(1, METEOR_STAGES + 1)
+                   for side, kind in (("test", "content"), ("reference", "content"), ("test", "function"),
+                                      ("reference", "function"))),
+                 "chunks", "test_word_matches", "reference_word_matches")
+METEOR_PARAMETERS = {"alpha": 0.85, "beta": 0.2, "gamma": 0.6, "delta": 0.75}
+METEOR_WEIGHTS = (1.0, 0.6, 0.8, 0.6)
+
+
+def _meteor(meteor: Any, gts: dict, res: dict) -> tuple[float, list[float], list[dict[str, float]]]:
+    """pycocoevalcap's METEOR (the same SCORE and EVAL exchange with its Java process), per-segment
+    scores, and each segment's statistics line as named fields (``METEOR_FIELDS``)."""
+    with meteor.lock:
+        lines = []
+        for key in gts:
+            hypothesis = res[key][0].replace("|||", "").replace("  ", " ")
+            meteor.meteor_p.stdin.write(f"SCORE ||| {' ||| '.join(gts[key])} ||| {hypothesis}\n".encode())
+            meteor.meteor_p.stdin.flush()
+            lines.append(meteor.meteor_p.stdout.readline().decode().strip())
+        meteor.meteor_p.stdin.write(("EVAL ||| " + " ||| ".join(lines) + "\n").encode())
+        meteor.meteor_p.stdin.flush()
+        per_item = [float(meteor.meteor_p.stdout.readline().strip()) for _ in lines]
+        corpus = float(meteor.meteor_p.stdout.readline().strip())
+    stats = []
+    for line in lines:
+        values = line.split()
+        if len(values) != len(METEOR_FIELDS):
+            raise RuntimeError(f"METEOR returned {len(values)} statistics for a segment, expected "
+                               f"{len(METEOR_FIELDS)}: {line!r:.200}")
+        segment = {name: float(value) for name, value in zip(METEOR_FIELDS, values)}
+        if _meteor_exact(segment):
+            # MeteorStats.addStats leaves out the one chunk of an exact match when it sums segments.
+            segment["chunks"] = 0.0
+        stats.append({f"meteor_{name}": value for name, value in segment.items()})
+    return corpus, per_item, stats
+
+
+def _meteor_exact(t: Mapping[str, Any]) -> Any:
+    """Every word of both sides matched, in one chunk: METEOR's case without fragmentation."""
+    return ((t["test_word_matches"] == t["test_length"]) & (t["reference_word_matches"] == t["reference_length"])
+            & (t["chunks"] == 1))
+
+
+def bleu_figures(totals: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Corpus BLEU-1..4 from summed statistics, as pycocoevalcap's ``BleuScorer.compute_score``:
+    the geometric mean of (matches + 1e-15) / (counts + 1e-9) up to n, times the brevity penalty
+    exp(1 − 1 / ratio) when hypothesis length / reference length < 1."""
+    tiny, small = 1e-15, 1e-9
+    ratio_ = (totals["bleu_testlen"] + tiny) / (totals["bleu_reflen"] + small)
+    penalty = np.where(ratio_ < 1, np.exp(1 - 1 / ratio_), 1.0)
+    out, product = {}, 1.0
+    for n in range(1, 5):
+        product = product * (totals[f"bleu_correct_{n}"] + tiny) / (totals[f"bleu_guess_{n}"] + small)
+        out[f"BLEU-{n}"] = product ** (1 / n) * penalty
+    return out
+
+
+def meteor_figure(totals: Mapping[str, np.ndarray]) -> np.ndarray:
+    """METEOR 1.5's score of summed segment statistics (``MeteorScorer.computeMetrics``): weighted
+    precision and recall over content and function words, their harmonic mean weighted by alpha,
+    times 1 − gamma · fragmentation^beta, fragmentation = chunks / mean matched words (0 for an
+    exact match in one chunk, whose chunk the sums leave out, as ``MeteorStats.addStats``); 0
+    where nothing matches."""
+    t = {name: totals[f"meteor_{name}"] for name in METEOR_FIELDS}
+    alpha, beta, gamma, delta = (METEOR_PARAMETERS[k] for k in ("alpha", "beta", "gamma", "delta"))
+
+    def weighted(side: str) -> np.ndarray:
+        return sum(weight * (delta * t[f"{side}_content_{stage}"] + (1 - delta) * t[f"{side}_function_{stage}"])
+                   for stage, weight in enumerate(METEOR_WEIGHTS, start=1))
+
+    def length(side: str) -> np.ndarray:
+        words, function = t[f"{side}_length"], t[f"{side}_function_words"]
+        return delta * (words - function) + (1 - delta) * function
+
+    precision, recall = ratio(weighted("test"), length("test")), ratio(weighted("reference"), length("reference"))
+    f_mean = ratio(precision * recall, alpha * precision + (1 - alpha) * recall)
+    fragmentation = np.where(_meteor_exact(t), 0.0, ratio(t["chunks"], (t["test_word_matches"] + t["reference_word_matches"]) / 2))
+    return f_mean * (1 - gamma * fragmentation ** beta)
+
+
+def caption_figures(totals: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The seven corpus caption figures of summed per-item statistics (``caption_scores``)."""
+    return {**bleu_figures(totals), "METEOR": meteor_figure(totals),
+            "ROUGE_L": ratio(totals["ROUGE_L"], totals["items"]), "CIDEr": ratio(totals["CIDEr"], totals["items"])}
+
+
+# --- intervals: figures of additive per-item statistics ------------------------------------
+#
+# Every benchmark figure is a function of SUMS of per-item statistics: a mean is (sum of values,
+# number of items), POPE's figures are confusion counts, CHAIR's ratios object counts, corpus
+# BLEU clipped n-gram counts and lengths, corpus METEOR its matches, chunks and lengths. The
+# reported figure is ``figures`` of the sums over all items, and every bootstrap resample is
+# ``figures`` of the sums over the resampled items: the interval is of the figure itself.
+
+Figures = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+# Interval ends within this (relative) distance of their figure are rounding noise of a
+# statistic that hardly varies: they are set to the figure.
+ROUNDING = 1e-12
+
+
+def stat_table(stats: Sequence[Mapping[str, float]]) -> dict[str, np.ndarray]:
+    """Per-item statistics (one dict per item, the same keys in each) → key → (items,) array."""
+    if not stats:
+        raise ValueError("stat_table: no items")
+    keys = list(stats[0])
+    if any(set(row) != set(keys) for row in stats):
+        raise ValueError("stat_table: items have different statistics")
+    return {key: np.asarray([float(row[key]) for row in stats]) for key in keys}
+
+
+# Resample counts are made in blocks of at most this many cells, so memory stays bounded for
+# benchmarks of hundreds of thousands of items.
+BLOCK_CELLS = 20_000_000
+
+
+def resample_counts(n: int, seed: int, n_resamples: int) -> Iterator[np.ndarray]:
+    """Blocks of rows (resamples × ``n``), ``n_resamples`` rows in all: how often each of ``n``
+    items is drawn in a bootstrap resample of ``n`` draws with replacement (seeded)."""
     rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(n_resamples, data.size))].mean(axis=1)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    rows = max(1, BLOCK_CELLS // max(n, 1))
+    for start in range(0, n_resamples, rows):
+        size = min(rows, n_resamples - start)
+        draws = rng.integers(0, n, size=(size, n))
+        flat = (draws + n * np.arange(size)[:, None]).ravel()
+        yield np.bincount(flat, minlength=n * size).reshape(size, n).astype(float)
 
 
-def bootstrap_ci_fn(ids: Sequence[Hashable], fn: Callable[[list], float], seed: int,
-                    n_resamples: int = 1000, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile bootstrap interval of any corpus statistic ``fn(ids)`` over resampled item sets.
+def figure_values(stats: Sequence[Mapping[str, float]], figures: Figures) -> dict[str, float]:
+    """The figures of the items' summed statistics."""
+    table = stat_table(stats)
+    return {name: float(value[0]) for name, value in
+            figures({key: np.asarray([column.sum()]) for key, column in table.items()}).items()}
 
-    ``fn`` receives a list of ids drawn with replacement (so it sees duplicates) and must
-    recompute the statistic from them; use it for metrics that are not means of items.
-    """
-    pool = list(ids)
-    if not pool:
-        raise ValueError("bootstrap_ci_fn: no ids")
-    rng = np.random.default_rng(seed)
-    stats = [fn([pool[i] for i in rng.integers(0, len(pool), size=len(pool))]) for _ in range(n_resamples)]
-    low, high = np.quantile(np.asarray(stats, dtype=float), [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+
+def _resampled(table: dict[str, np.ndarray], blocks: Iterator[np.ndarray], figures: Figures) -> dict[str, np.ndarray]:
+    parts = [figures({key: counts @ column for key, column in table.items()}) for counts in blocks]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def _interval(draws: np.ndarray, point: float, alpha: float) -> tuple[float, float]:
+    low, high = (float(x) for x in np.quantile(draws, [alpha / 2, 1 - alpha / 2]))
+    noise = ROUNDING * max(1.0, abs(point))
+    return (point if abs(low - point) <= noise else low), (point if abs(high - point) <= noise else high)
+
+
+def bootstrap_figures(stats: Sequence[Mapping[str, float]], figures: Figures, seed: int, n_resamples: int = 1000,
+                      alpha: float = 0.05) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of each figure: ``figures`` of the summed statistics of
+    every resample of the items (seeded: the same inputs and seed give the same intervals)."""
+    table = stat_table(stats)
+    point = figure_values(stats, figures)
+    draws = _resampled(table, resample_counts(len(stats), seed, n_resamples), figures)
+    return {name: _interval(draws[name], point[name], alpha) for name in point}
+
+
+def paired_bootstrap_figures(stats_a: Sequence[Mapping[str, float]], stats_b: Sequence[Mapping[str, float]],
+                             figures: Figures, seed: int, n_resamples: int = 1000,
+                             alpha: float = 0.05) -> dict[str, tuple[float, float]]:
+    """Paired percentile bootstrap intervals of figure(a) − figure(b) over the same items (position
+    i of both lists is one item): each resample draws the same items for both sides."""
+    if len(stats_a) != len(stats_b):
+        raise ValueError("paired_bootstrap_figures: the two sides have different numbers of items")
+    point_a, point_b = figure_values(stats_a, figures), figure_values(stats_b, figures)
+    draws_a = _resampled(stat_table(stats_a), resample_counts(len(stats_a), seed, n_resamples), figures)
+    draws_b = _resampled(stat_table(stats_b), resample_counts(len(stats_b), seed, n_resamples), figures)
+    return {name: _interval(draws_a[name] - draws_b[name], point_a[name] - point_b[name], alpha)
+            for name in point_a if name in point_b}
+
+
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0."""
+    numerator, denominator = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    return np.divide(numerator, denominator, out=np.zeros(np.broadcast(numerator, denominator).shape),
+                     where=denominator != 0)
+
+
+def mean_figures(totals: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Means over items: every statistic but ``items`` (1 per item) divided by ``items``."""
+    return {key: ratio(value, totals["items"]) for key, value in totals.items() if key != "items"}
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -1,4 +1,13 @@
-"""Read data sources (JSONL, JSON array, Parquet, CSV) and validate them into canonical records.
+"""Read data sources (JSONL, JSON, Parquet, CSV, TSV) and validate them into canonical records.
+
+A JSON file is one array of records, or an object holding the array under the first of
+``JSON_LIST_KEYS`` it has (TextVQA's ``data``; VQAv2's ``questions`` and ``annotations``); such
+an object's records are numbered (``item 3``), since the published files are one line. A TSV
+file is VLMEvalKit's layout (MMStar, MMBench, POPE, HallusionBench ...): tab-separated with a
+header, an empty or ``nan`` cell missing (as pandas reads it), a cell written as a list
+(``['a', 'b']``, Python's or JSON's) a list, and the ``image`` column base64 images, decoded to
+bytes here; an ``image`` cell of digits only names the ``index`` of the row that holds the
+image (MMBench's rows of one picture share it).
 
 Every item read keeps where it came from (file and line, or row for Parquet) and its raw text,
 so a record that fails validation can be quarantined with its reason instead of vanishing.
@@ -30,20 +39,28 @@ gets them before its text later (``records.with_image_parts``).
 
 from __future__ import annotations
 
+import ast
 import csv
 import datetime
 import decimal
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .records import IMAGE_PLACEHOLDER, content_text, image_placeholders
 
 CANONICAL_KEYS = ("id", "task", "prompt", "answer", "references", "images")
+# The formats of the pool's sources; benchmarks also read VLMEvalKit's TSVs ("tsv").
 FORMATS = ("jsonl", "json", "parquet", "csv")
+# Keys under which a JSON object holds its records, tried in order (TextVQA; VQAv2's two files).
+JSON_LIST_KEYS = ("data", "questions", "annotations")
+# Cells pandas (and so VLMEvalKit) reads as NaN in a TSV: the value is missing.
+TSV_MISSING = ("", "nan", "NaN")
+# An image cell this short, of digits only, is the index of the row holding the image (VLMEvalKit's rule: <= 64).
+IMAGE_REFERENCE_LENGTH = 64
 # Fields a task cannot do without, beyond prompt (a record without an id gets one from its place).
 TASK_REQUIRED = {"math": ("answer",), "caption": ("references",), "vqa": ("answer",), "yes_no": ("answer",),
                  "mcq": ("answer",)}
@@ -122,7 +139,8 @@ def check_readable(spec: SourceSpec) -> None:
 
 def read_items(spec: SourceSpec) -> Iterator[RawItem]:
     """Yield every item of a source with its location; parse errors become items with ``error``."""
-    reader = {"jsonl": _read_jsonl, "json": _read_json_array, "parquet": _read_parquet, "csv": _read_csv}
+    reader = {"jsonl": _read_jsonl, "json": _read_json, "parquet": _read_parquet, "csv": _read_csv,
+              "tsv": _read_tsv}
     yield from reader[spec.format](Path(spec.path))
 
 
@@ -159,7 +177,7 @@ def _read_text(path: Path) -> str:
         raise SourceError(f"{path}:{line}: not valid UTF-8 (byte {err.start} of the file)") from err
 
 
-def _read_json_array(path: Path) -> Iterator[RawItem]:
+def _read_json(path: Path) -> Iterator[RawItem]:
     text = _read_text(path)
     try:
         data = json.loads(text)
@@ -170,17 +188,39 @@ def _read_json_array(path: Path) -> Iterator[RawItem]:
         raise SourceError(f"{path}: not valid JSON ({err})") from err
     except RecursionError as err:
         raise SourceError(f"{path}: not valid JSON ({_too_deep('the file')})") from err
-    if not isinstance(data, list):
+    if isinstance(data, dict):
+        yield from _json_object_items(path, data)
+    elif isinstance(data, list):
+        yield from _json_array_items(text, data)
+    else:
         raise SourceError(f"{path}: a JSON source must be an array of objects, found {type(data).__name__}")
-    # Walk the array again with raw_decode to know the line each element starts on.
+
+
+def _json_array_items(text: str, data: list) -> Iterator[RawItem]:
+    """The array's elements, each with the line it starts on."""
+    # Walk the array again with raw_decode to know where each element starts; count the lines
+    # from the previous element on (a one-line file of many elements would be quadratic).
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
+    line, counted = 1, 0
     for _ in range(len(data)):
         while text[pos] in " \t\r\n,":
             pos += 1
         value, end = decoder.raw_decode(text, pos)
-        yield RawItem(text.count("\n", 0, pos) + 1, text[pos:end], value)
+        line, counted = line + text.count("\n", counted, pos), pos
+        yield RawItem(line, text[pos:end], value)
         pos = end
+
+
+def _json_object_items(path: Path, data: dict) -> Iterator[RawItem]:
+    """The records an object holds under the first of ``JSON_LIST_KEYS`` it has, numbered from 1."""
+    key = next((key for key in JSON_LIST_KEYS if isinstance(data.get(key), list)), None)
+    if key is None:
+        raise SourceError(f"{path}: a JSON source must be an array of objects, or an object holding them under "
+                          f"{', '.join(map(repr, JSON_LIST_KEYS))}; found an object with keys "
+                          f"{shown(', '.join(map(str, data)) or 'none')}")
+    for number, value in enumerate(data[key], start=1):
+        yield RawItem(number, json.dumps(value, ensure_ascii=False), value, unit="item")
 
 
 def _read_parquet(path: Path) -> Iterator[RawItem]:
@@ -207,21 +247,36 @@ def _read_parquet(path: Path) -> Iterator[RawItem]:
 
 
 def _read_csv(path: Path) -> Iterator[RawItem]:
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    yield from _read_delimited(path, ",", "CSV", _csv_cell)
+
+
+def _read_tsv(path: Path) -> Iterator[RawItem]:
+    """VLMEvalKit's TSV (module docstring): rows with their image references resolved and their
+    images decoded."""
+    rows = list(_read_delimited(path, "\t", "TSV", _tsv_cell))
+    for item in _resolve_image_references(rows):
+        yield _decoded_images(item) if item.error is None else item
+
+
+def _read_delimited(path: Path, delimiter: str, kind: str, read_cell: Callable[[str], Any]) -> Iterator[RawItem]:
+    """Rows of a CSV or TSV file with a header, each with the line it starts on; blank rows skipped."""
+    # A cell may hold a whole base64 image (VLMEvalKit's TSVs), far past csv's default limit of 128 KiB.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
         return
     start = reader.line_num + 1
     for row in reader:
-        raw = ",".join(row)
+        raw = delimiter.join(row)
         if not any(cell.strip() for cell in row):
             start = reader.line_num + 1
             continue
         if len(row) != len(header):
-            yield RawItem(start, raw, error=f"malformed CSV row: {len(row)} columns, header has {len(header)}")
+            yield RawItem(start, raw, error=f"malformed {kind} row: {len(row)} columns, header has {len(header)}")
         else:
-            yield RawItem(start, raw, {key: _csv_cell(cell) for key, cell in zip(header, row)})
+            yield RawItem(start, raw, {key: read_cell(cell) for key, cell in zip(header, row)})
         start = reader.line_num + 1
 
 
@@ -234,6 +289,57 @@ def _csv_cell(cell: str) -> Any:
         except (ValueError, RecursionError):  # not JSON after all: the cell is text
             return cell
     return cell
+
+
+def _tsv_cell(cell: str) -> Any:
+    """A TSV cell: missing (None) when pandas reads it as NaN; a list when it is written as one
+    (VLMEvalKit writes Python's ``str(list)``: answers, several images); text otherwise."""
+    stripped = cell.strip()
+    if stripped in TSV_MISSING:
+        return None
+    if stripped.startswith("[") and stripped.endswith("]"):
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):  # not a literal after all: the cell is text
+            return cell
+        return value if isinstance(value, list) else cell
+    return cell
+
+
+def _is_image_reference(cell: Any) -> bool:
+    return isinstance(cell, str) and len(cell) <= IMAGE_REFERENCE_LENGTH and cell.isascii() and cell.isdigit()
+
+
+def _resolve_image_references(rows: list[RawItem]) -> Iterator[RawItem]:
+    """Rows whose ``image`` names another row's ``index`` get that row's image."""
+    images = {str(row.value.get("index")): row.value.get("image") for row in rows
+              if row.error is None and not _is_image_reference(row.value.get("image"))}
+    for row in rows:
+        cell = row.value.get("image") if row.error is None else None
+        if not _is_image_reference(cell):
+            yield row
+        elif images.get(cell) is None:
+            yield replace(row, value=None, error=f"column 'image' refers to the row of index {cell}, but no row of "
+                                                 "that index has an image")
+        else:
+            yield replace(row, value={**row.value, "image": images[cell]})
+
+
+def _decoded_images(row: RawItem) -> RawItem:
+    """The row with its ``image`` cell (base64 text, or a list of them) decoded to bytes."""
+    from .images import base64_bytes
+
+    cell = row.value.get("image")
+    if cell is None:
+        return row
+    images = cell if isinstance(cell, list) else [cell]
+    if not all(isinstance(image, str) for image in images):
+        return replace(row, value=None, error="column 'image': expected base64 text of an image, or a list of them")
+    try:
+        decoded = [base64_bytes(image, "a cell") for image in images]
+    except Invalid as err:
+        return replace(row, value=None, error=f"column 'image': {err}")
+    return replace(row, value={**row.value, "image": decoded if isinstance(cell, list) else decoded[0]})
 
 
 def _too_deep(what: str) -> str:

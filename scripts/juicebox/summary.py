@@ -4,9 +4,10 @@ Deltas between variants (``dpo_vs_base``, ``dpo_vs_sft``, and with the blank-ima
 ``base_vs_base_blank`` etc.: what each model takes from the images; intervals in ``deltas_ci95``) and
 between experiments (``comparisons``: a − b for every pair, benchmark, metric and variant) are
 differences of the reported metrics; their 95 % intervals come from a paired bootstrap over
-the benchmark's items (the same items are resampled for both sides), using each item's own
-score from the per-item predictions file. For corpus-level caption metrics (BLEU, METEOR) the
-per-item scores only approximate the corpus value, so those intervals are approximate too.
+the benchmark's items (the same items are resampled for both sides) of the same statistic: on
+every resample, each side's figure is recomputed from the summed per-item statistics of its
+predictions file (``stats``, with the benchmark type's ``figures``), corpus BLEU, METEOR, CHAIR
+and POPE's ratios included, so each interval is of the reported difference.
 
 The ``ranking`` (experiment × variant by the config's ``ranking`` metric), each sweep's points
 (``sweeps``) and the data pools (``pool_ranking``: experiments grouped by the data they train on,
@@ -25,31 +26,35 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
+from . import cpu
+from .benchmarks import BENCHMARKS, metric_rows
 from .io import read_json, read_jsonl
+from .scoring import paired_bootstrap_figures
 
 PACKAGES = ["snakemake", "py-data-juicer", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
             "math-verify", "pycocoevalcap", "vllm", "numpy"]
 
 
-def per_item(rows_path: str | Path, metric: str) -> dict[str, float]:
-    """Each item's value of ``metric`` from an ``eval/{bench}/{variant}.jsonl`` file."""
-    return {row["id"]: float(row["score"][metric]) for row in read_jsonl(rows_path)
-            if isinstance(row["score"].get(metric), (int, float))}
+class EvalRows:
+    """One evaluated variant: its per-item rows by id (``eval/{bench}/{variant}.jsonl``) and the
+    figures of its benchmark type (named in the metrics file ``{variant}.json``)."""
+
+    def __init__(self, metrics_path: str | Path):
+        metrics_path = Path(metrics_path)
+        self.rows = {str(row["id"]): row for row in read_jsonl(metrics_path.with_suffix(".jsonl"))}
+        self.figures = BENCHMARKS.lookup(read_json(metrics_path)["benchmark"]["type"]).figures
 
 
-def paired_delta_ci(a: dict[str, float], b: dict[str, float], seed: int,
-                    n_resamples: int = 1000) -> list[float] | None:
-    """95 % percentile bootstrap interval of mean(a − b) over the items both have (None: no item
-    in common, e.g. a corpus-level metric without per-item scores)."""
-    ids = sorted(set(a) & set(b))
-    if not ids:
+def paired_delta_ci(a: EvalRows, b: EvalRows, metric: str, seed: int, n_resamples: int = 1000) -> list[float] | None:
+    """95 % paired percentile bootstrap interval of ``metric``(a) − ``metric``(b) over the items
+    both have (of its group, for ``<metric>[<field>=<value>]``), each side's figure recomputed from
+    its summed statistics on every resample (None: no item in common)."""
+    ids = sorted(set(a.rows) & set(b.rows))
+    base, members = metric_rows([a.rows[i] for i in ids], metric)
+    if not members:
         return None
-    diff = np.array([a[i] - b[i] for i in ids])
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(n_resamples, len(diff)))].mean(axis=1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    stats_a, stats_b = ([side.rows[ids[i]]["stats"] for i in members] for side in (a, b))
+    return list(paired_bootstrap_figures(stats_a, stats_b, a.figures, seed, n_resamples)[base])
 
 
 def provenance(config: dict, seed: int, repo: str | Path) -> dict:
@@ -66,7 +71,8 @@ def provenance(config: dict, seed: int, repo: str | Path) -> dict:
             continue
     blob = json.dumps(config, sort_keys=True).encode()
     return {"git_commit": git("rev-parse", "HEAD") or "unknown", "git_dirty": bool(git("status", "--porcelain")),
-            "config_sha256": hashlib.sha256(blob).hexdigest(), "seed": seed, "packages": packages}
+            "config_sha256": hashlib.sha256(blob).hexdigest(), "seed": seed, "packages": packages,
+            "cpu": cpu.describe()}
 
 
 def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict, seed: int,
@@ -90,15 +96,14 @@ def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict,
                                               "lower_is_better": m.get("lower_is_better", [])}
                                           for v, m in metrics.items()}
             entry["deltas"][bench], entry["deltas_ci95"][bench] = {}, {}
+            rows = {v: EvalRows(root / exp / "eval" / bench / f"{v}.json") for v in variants}
             for metric in metrics["dpo"]["metrics"]:
-                items = {v: per_item(root / exp / "eval" / bench / f"{v}.jsonl", metric) for v in variants}
                 for a, b in delta_pairs(variants):
                     key = f"{a}_vs_{b}"
                     delta = metrics[a]["metrics"][metric] - metrics[b]["metrics"][metric]
                     entry["deltas"][bench].setdefault(metric, {})[key] = delta
-                    if items[a]:
-                        entry["deltas_ci95"][bench].setdefault(metric, {})[key] = paired_delta_ci(
-                            items[a], items[b], seed)
+                    entry["deltas_ci95"][bench].setdefault(metric, {})[key] = paired_delta_ci(
+                        rows[a], rows[b], metric, seed)
         if (rounds or {}).get(exp):
             entry["rounds"] = round_curves(root / exp, benches, rounds[exp], seed)
         out["experiments"][exp] = entry
@@ -136,31 +141,31 @@ def rank(experiments: dict, ranking: dict) -> list[dict]:
 
 
 class ItemScores:
-    """Per-item scores of the ranking metric, read once per experiment × variant."""
+    """The evaluated rows of the ranking benchmark, read once per experiment × variant."""
 
     def __init__(self, root: str | Path, ranking: dict):
         self.root, self.bench, self.metric = Path(root), ranking["benchmark"], ranking["metric"]
-        self.cache: dict[tuple[str, str], dict[str, float]] = {}
+        self.cache: dict[tuple[str, str], EvalRows] = {}
 
-    def __call__(self, experiment: str, variant: str) -> dict[str, float]:
+    def __call__(self, experiment: str, variant: str) -> EvalRows:
         key = (experiment, variant)
         if key not in self.cache:
-            self.cache[key] = per_item(self.root / experiment / "eval" / self.bench / f"{variant}.jsonl", self.metric)
+            self.cache[key] = EvalRows(self.root / experiment / "eval" / self.bench / f"{variant}.json")
         return self.cache[key]
 
 
-def against_best(rows: list[dict], items, seed: int) -> list[dict]:
+def against_best(rows: list[dict], items: ItemScores, seed: int) -> list[dict]:
     """Ranked rows (best first), each with ``delta_vs_best`` (its value − the top row's), the paired
     bootstrap interval of that difference over the items both have (``delta_vs_best_ci95``) and
-    ``significant`` (the interval excludes 0). ``items(experiment, variant)`` gives per-item
-    scores; with none shared the interval and the flag are None."""
+    ``significant`` (the interval excludes 0). ``items(experiment, variant)`` gives the evaluated
+    rows; with none shared the interval and the flag are None."""
     if not rows:
         return []
     best = rows[0]
     out = []
     for row in rows:
         a, b = items(row["experiment"], row["variant"]), items(best["experiment"], best["variant"])
-        ci = paired_delta_ci(a, b, seed)
+        ci = paired_delta_ci(a, b, items.metric, seed)
         out.append({**row, "delta_vs_best": row["value"] - best["value"], "delta_vs_best_ci95": ci,
                     "significant": None if ci is None else bool(ci[0] > 0 or ci[1] < 0)})
     return out
@@ -207,11 +212,10 @@ def compare(results: dict, seed: int, root: Path) -> list[dict]:
             for variant in [v for v in results[a][bench] if v in results[b][bench]]:
                 ma = read_json(root / a / "eval" / bench / f"{variant}.json")["metrics"]
                 mb = read_json(root / b / "eval" / bench / f"{variant}.json")["metrics"]
+                ra, rb = (EvalRows(root / exp / "eval" / bench / f"{variant}.json") for exp in (a, b))
                 for metric in [m for m in ma if m in mb]:
-                    ia = per_item(root / a / "eval" / bench / f"{variant}.jsonl", metric)
-                    ib = per_item(root / b / "eval" / bench / f"{variant}.jsonl", metric)
                     out.append({"benchmark": bench, "metric": metric, "variant": variant, "a": a, "b": b,
-                                "delta": ma[metric] - mb[metric], "ci95": paired_delta_ci(ia, ib, seed)})
+                                "delta": ma[metric] - mb[metric], "ci95": paired_delta_ci(ra, rb, metric, seed)})
     return out
 
 
@@ -229,8 +233,8 @@ def round_curves(folder: Path, benches: dict[str, list[str]], later: list[int], 
     for bench in benches:
         points = [0, 1, *later]
         metrics = {r: read_json(files(r, bench).with_suffix(".json")) for r in points}
+        rows = {r: EvalRows(files(r, bench).with_suffix(".json")) for r in points}
         for metric in metrics[1]["metrics"]:
-            items = {r: per_item(files(r, bench).with_suffix(".jsonl"), metric) for r in points}
             curve = []
             for i, r in enumerate(points):
                 point = {"round": r, "variant": metrics[r]["variant"], "value": metrics[r]["metrics"][metric],
@@ -238,7 +242,41 @@ def round_curves(folder: Path, benches: dict[str, list[str]], later: list[int], 
                 if i:
                     prev = points[i - 1]
                     point["delta_vs_previous"] = point["value"] - metrics[prev]["metrics"][metric]
-                    point["delta_vs_previous_ci95"] = paired_delta_ci(items[r], items[prev], seed)
+                    point["delta_vs_previous_ci95"] = paired_delta_ci(rows[r], rows[prev], metric, seed)
                 curve.append(point)
             curves.setdefault(bench, {})[metric] = curve
     return curves
+
+
+def intervals_excluding_their_figure(summary: dict, tolerance: float = 1e-12) -> list[str]:
+    """Every interval of an eval.json document that does not bracket its figure, as
+    ``<where>: <figure> not in [lo, hi]`` (empty: each interval holds its figure; null intervals,
+    where two sides share no item, are skipped)."""
+    pairs: list[tuple[str, float, list[float] | None]] = []
+    for exp, entry in summary["experiments"].items():
+        for bench, variants in entry["benchmarks"].items():
+            for variant, result in variants.items():
+                pairs += [(f"{exp}/{bench}/{variant}/{metric}", value, result["ci95"].get(metric))
+                          for metric, value in result["metrics"].items()]
+        for bench, metrics in entry["deltas"].items():
+            for metric, deltas in metrics.items():
+                pairs += [(f"{exp}/{bench}/{metric}/{key}", value, entry["deltas_ci95"][bench][metric].get(key))
+                          for key, value in deltas.items()]
+        for bench, metrics in entry.get("rounds", {}).items():
+            for metric, curve in metrics.items():
+                for point in curve:
+                    where = f"{exp}/rounds/{bench}/{metric}/{point['round']}"
+                    pairs.append((where, point["value"], point["ci95"]))
+                    if "delta_vs_previous" in point:
+                        pairs.append((f"{where}/delta", point["delta_vs_previous"], point["delta_vs_previous_ci95"]))
+    rankings = {"ranking": summary["ranking"], "pool_ranking": summary.get("pool_ranking", []),
+                **{f"sweeps/{name}": sweep["ranking"] for name, sweep in summary.get("sweeps", {}).items()}}
+    for name, rows in rankings.items():
+        for row in rows:
+            where = f"{name}/{row['experiment']}/{row['variant']}"
+            pairs += [(where, row["value"], row["ci95"]), (f"{where}/delta_vs_best", row["delta_vs_best"],
+                                                           row["delta_vs_best_ci95"])]
+    pairs += [(f"comparisons/{c['a']}-{c['b']}/{c['benchmark']}/{c['variant']}/{c['metric']}", c["delta"], c["ci95"])
+              for c in summary.get("comparisons", [])]
+    return [f"{where}: {value} not in {ci}" for where, value, ci in pairs
+            if ci is not None and not ci[0] - tolerance <= value <= ci[1] + tolerance]

@@ -4,13 +4,19 @@ Each benchmark class reads a public file format into items and scores prediction
 
 * ``load()`` → ``[{"id", "prompt", "gold", "images", "meta"}]``, in file order, the first ``limit``
   only. Every type reads an item's images (``images`` or ``image``: a path relative to
-  ``image_root``, or a ``data:`` URI), checks that each decodes, and the evaluation shows them to
-  the model with the prompt.
-  Files are read with ``sources.read_items`` (JSONL, JSON array, Parquet or CSV, by suffix), so a
-  bad line fails naming ``file:line``; an item without an id gets ``<benchmark name>-<line>``.
-* ``score(items, predictions, seed)`` → (per-item rows, metrics). Every metric is reported with a
-  95% percentile-bootstrap interval over items (seeded), and the metrics say how they were made;
-  ``lower_is_better`` names the metrics for which less is better (CHAIR's).
+  ``image_root``, or an embedded image; or the path ``image_template`` builds from the record's
+  fields), checks that each decodes, writes the embedded ones to ``image_store`` (content-addressed
+  files, as the pool's image store), and the evaluation shows them to the model with the prompt.
+  Files are read with ``sources.read_items`` (JSONL, JSON array or object, Parquet, CSV or
+  VLMEvalKit's TSV, by suffix), so a bad line fails naming ``file:line`` (``file: item N`` of a
+  JSON object's list, ``file: row N`` of Parquet); an item without an id gets
+  ``<benchmark name>-<line>``.
+* ``score(items, predictions, seed)`` → (per-item rows, metrics). Each row carries the item's
+  additive statistics (``stats``); every figure is the type's ``figures`` of their sums (a mean,
+  POPE's confusion counts, CHAIR's object counts, corpus BLEU's and METEOR's pooled counts), and
+  its 95% percentile-bootstrap interval over items (seeded) recomputes that same figure on every
+  resample, so it brackets the figure; the metrics say how they were made. ``lower_is_better``
+  names the metrics for which less is better (CHAIR's).
 
 Every type also takes a ``prompt_template`` (the item's prompt is put where it says ``{prompt}``)
 and its own ``sampling`` (see :meth:`Benchmark.effective_sampling`): short-answer and caption
@@ -23,14 +29,15 @@ from a written ``eval/{bench}/{variant}.jsonl`` alone: anyone can check a report
 from __future__ import annotations
 
 import logging
+import string
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal, Sequence, TypedDict
+from typing import Any, ClassVar, Literal, TypedDict
 
 from ..engines import NEUTRAL_SAMPLING, PRESETS
 from ..io import read_jsonl
 from ..registry import Registry
-from ..scoring import bootstrap_ci, bootstrap_ci_fn
+from ..scoring import Figures, bootstrap_figures, figure_values, mean_figures
 from ..sources import RawItem, SourceError, SourceSpec, read_items
 from ..spec import Options, option
 
@@ -39,7 +46,7 @@ log = logging.getLogger("juicebox")
 BENCHMARKS = Registry("benchmark")
 register = BENCHMARKS.register
 IMAGE_FIELDS = ("images", "image")
-FILE_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+FILE_FORMATS = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "tsv"}
 CI_ALPHA = 0.05
 # The sampling of the benchmark types that decode greedily: argmax, one answer per item.
 GREEDY: dict[str, Any] = {"n": 1, "temperature": 0.0}
@@ -55,8 +62,8 @@ class BenchmarkError(ValueError):
 class Item(TypedDict):
     """One benchmark item: ``gold`` is a final answer (str) or a list (reference captions, the
     annotators' answers, the annotated objects); ``prompt`` the prompt shown to the model (in the
-    benchmark's ``prompt_template``); ``images`` the item's images (paths or ``data:`` URIs)
-    shown with the prompt."""
+    benchmark's ``prompt_template``); ``images`` the paths of the item's images shown with the
+    prompt."""
 
     id: str
     prompt: str
@@ -102,13 +109,22 @@ def group_by_option(default: list[str]) -> Any:
 class BenchmarkOptions(Options):
     """Keys every benchmark takes."""
 
-    path: str = option(help="The benchmark file (JSONL, JSON array, Parquet or CSV, by suffix).")
+    path: str = option(help="The benchmark file, by suffix: JSONL, JSON (an array, or an object holding it under "
+                       "`data`, `questions` or `annotations`), Parquet, CSV or VLMEvalKit's TSV.")
     limit: int | None = option(None, "Only the first N items (null: all).", minimum=1)
     fields: dict[str, str | list[str]] = option({}, "Source field names to read instead of the type's defaults, "
                                                 "e.g. {prompt: instruction}.")
     n_resamples: int = option(1000, "Bootstrap resamples of the 95% intervals.", minimum=1)
     image_root: str | None = option(None, "Folder relative image paths are resolved against "
                                     "(null: the benchmark file's folder).")
+    image_template: str | None = option(None, "An item's image path made from its fields, with Python format "
+                                        "specs, relative to image_root: `train_images/{image_id}.jpg` (TextVQA), "
+                                        "`val2014/COCO_val2014_{image_id:012d}.jpg` (VQAv2) (null: the item's "
+                                        "`images` or `image` field).")
+    image_store: str = option("results/eval_images", "Folder the embedded images (base64 cells of a TSV, data: "
+                              "URIs, image bytes) are written to, one file per image named by its content hash as "
+                              "in the pool's image store; shared by every benchmark (relative to the working "
+                              "directory).")
     prompt_template: str | None = option(None, "The prompt shown to the model, with `{prompt}` where the item's "
                                          "prompt goes (other braces are kept as written), e.g. \"{prompt}\\nAnswer "
                                          "the question using a single word or phrase.\" (null: the item's prompt).")
@@ -118,10 +134,18 @@ class BenchmarkOptions(Options):
                                               "set here (null: the type's default).")
 
     def check(self) -> None:
-        """A prompt template says where the prompt goes."""
+        """A prompt template says where the prompt goes; an image template names fields."""
         if self.prompt_template is not None and "{prompt}" not in self.prompt_template:
             raise ValueError(f"prompt_template: must contain {{prompt}} (where the item's prompt goes), found "
                              f"{self.prompt_template!r}")
+        if self.image_template is not None:
+            try:
+                names = [name for _, name, _, _ in string.Formatter().parse(self.image_template) if name is not None]
+            except ValueError as err:
+                raise ValueError(f"image_template: {err} in {self.image_template!r}") from None
+            if not names or not all(name and not name[0].isdigit() for name in names):
+                raise ValueError(f"image_template: must name the record's fields in braces, e.g. "
+                                 f"'train_images/{{image_id}}.jpg', found {self.image_template!r}")
 
 
 class Benchmark:
@@ -141,13 +165,16 @@ class Benchmark:
     default_sampling: ClassVar[dict[str, Any] | None] = None
     # Metrics for which less is better (the metrics file lists them).
     lower_is_better: ClassVar[tuple[str, ...]] = ()
+    # The figures of summed per-item statistics (each row's ``stats``); default: the mean of each
+    # per-item value (every statistic divided by ``items``, 1 per item).
+    figures: ClassVar[Figures] = staticmethod(mean_figures)
 
     Options = BenchmarkOptions
 
     def __init__(self, options: BenchmarkOptions, name: str):
         self.options, self.name = options, name
         self.path, self.limit, self.n_resamples = options.path, options.limit, options.n_resamples
-        self.image_root = options.image_root
+        self.image_root, self.image_store = options.image_root, Path(options.image_store)
         self.fields = self._resolve_fields(options.fields)
 
     def _resolve_fields(self, overrides: dict[str, str | list[str]]) -> dict[str, tuple[str, ...]]:
@@ -164,7 +191,8 @@ class Benchmark:
     def describe(self) -> dict[str, Any]:
         """The settings that determine the scores, for the metrics file."""
         return {"name": self.name, "type": self.type, "path": self.path, "limit": self.limit,
-                "image_root": self.image_root, "fields": {k: list(v) for k, v in self.fields.items()},
+                "image_root": self.image_root, "image_template": self.options.image_template,
+                "fields": {k: list(v) for k, v in self.fields.items()},
                 "prompt_template": self.options.prompt_template}
 
     def effective_sampling(self, eval_sampling: dict[str, Any]) -> dict[str, Any]:
@@ -211,8 +239,7 @@ class Benchmark:
                 raise BenchmarkError(f"{where}: expected an object, found {type(raw.value).__name__}")
             try:
                 item = self.make_item(raw.value, raw.line)
-                item = {**item, "prompt": self.render_prompt(item["prompt"]),
-                        "images": self.images(self.field(raw.value, "images", required=False))}
+                item = {**item, "prompt": self.render_prompt(item["prompt"]), "images": self.images(raw.value)}
             except (KeyError, TypeError, ValueError) as err:
                 raise BenchmarkError(f"{where}: {err}") from err
             if item["id"] in seen:
@@ -227,7 +254,11 @@ class Benchmark:
     def _raw_items(self) -> list[RawItem]:
         if not self.path:
             raise BenchmarkError(f"benchmark {self.name!r}: no path: set")
-        path = Path(self.path)
+        return self.read_file(Path(self.path))
+
+    def read_file(self, path: Path) -> list[RawItem]:
+        """Every record of a file the benchmark reads, by its suffix (``FILE_FORMATS``); a file
+        that cannot be read at all fails naming it."""
         fmt = FILE_FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise BenchmarkError(f"benchmark {self.name!r}: cannot read {path}: expected a file ending in "
@@ -252,20 +283,36 @@ class Benchmark:
             raise ValueError(f"missing field {key!r} (looked for {', '.join(map(repr, self.fields[key]))})")
         return None
 
-    def images(self, images: Any) -> list[str]:
-        """An item's images, each in any form a record's may take (:mod:`juicebox.images`): paths
-        resolved against ``image_root`` (default the benchmark file's folder), embedded images as
-        ``data:`` URIs; each is checked to decode."""
+    def images(self, record: dict) -> list[str]:
+        """A record's images, each in any form a record's may take (:mod:`juicebox.images`), or the
+        path ``image_template`` makes of its fields: paths resolved against ``image_root`` (default
+        the benchmark file's folder), embedded images written to ``image_store``; each is checked
+        to decode."""
         from ..images import normalise_image
         from ..sources import Invalid
 
+        if self.options.image_template is None:
+            images = self.field(record, "images", required=False)
+        else:
+            images = self.templated_image(record)
         if images is None:
             return []
         root = Path(self.image_root) if self.image_root else Path(self.path or ".").parent
         try:
-            return [normalise_image(image, root, None) for image in (images if isinstance(images, list) else [images])]
+            return [normalise_image(image, root, self.image_store)
+                    for image in (images if isinstance(images, list) else [images])]
         except Invalid as err:
             raise ValueError(str(err)) from err
+
+    def templated_image(self, record: dict) -> str:
+        """The image path ``image_template`` makes of the record's fields."""
+        template = self.options.image_template
+        try:
+            return template.format_map(record)
+        except KeyError as err:
+            raise ValueError(f"image_template {template!r} names field {err}, which the record lacks") from None
+        except (ValueError, TypeError, IndexError, AttributeError) as err:
+            raise ValueError(f"image_template {template!r} does not fit the record ({err})") from None
 
     def item_id(self, record: dict, line: int) -> str:
         """The record's id, or ``<name>-<line>`` when it has none."""
@@ -292,24 +339,6 @@ class Benchmark:
         fields = getattr(self.options, "group_by", [])
         return {field: str(item["meta"][field]) for field in fields if item["meta"].get(field) is not None}
 
-    def group_members(self, items: list[Item]) -> dict[tuple[str, str], list[int]]:
-        """(field, value) → the positions of the items in that group; fields in ``group_by``
-        order, values sorted."""
-        members: dict[tuple[str, str], list[int]] = {}
-        for position, item in enumerate(items):
-            for field, value in self.groups(item).items():
-                members.setdefault((field, value), []).append(position)
-        order = {field: i for i, field in enumerate(getattr(self.options, "group_by", []))}
-        return dict(sorted(members.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])))
-
-    def per_group(self, metric: str, values: list[float], items: list[Item]) -> dict[str, list[float]]:
-        """Per-item ``values`` of ``metric`` for all items, and as ``<metric>[<field>=<value>]``
-        for the items of each group."""
-        out = {metric: values}
-        for (field, value), members in self.group_members(items).items():
-            out[f"{metric}[{field}={value}]"] = [values[i] for i in members]
-        return out
-
     # --- scoring ---------------------------------------------------------------------------
 
     def score(self, items: list[Item], predictions: dict[str, list[str]],
@@ -334,14 +363,22 @@ class Benchmark:
                 raise BenchmarkError(f"benchmark {self.name!r}: predictions for {key!r} must be a list of strings")
         return by_id
 
-    def summary(self, n: int, metrics: dict[str, float], per_item: dict[str, list[float]], seed: int,
-                samples: Sequence[int], statistic: str) -> dict:
-        """The metrics file: values, bootstrap CIs of the per-item values, and how they were made."""
+    def summary(self, rows: list[dict], seed: int, statistic: str) -> dict:
+        """The metrics file from the scored rows: each of ``figures`` over all items and, as
+        ``<metric>[<field>=<value>]``, over the items of each group (rows' ``groups``), each with
+        its percentile-bootstrap interval (resampling those items), and how they were made."""
+        metrics, ci95 = {}, {}
+        for suffix, members in row_sets(rows, getattr(self.options, "group_by", [])).items():
+            stats = [rows[i]["stats"] for i in members]
+            for name, value in figure_values(stats, self.figures).items():
+                metrics[f"{name}{suffix}"] = value
+            for name, bounds in bootstrap_figures(stats, self.figures, seed, self.n_resamples, CI_ALPHA).items():
+                ci95[f"{name}{suffix}"] = list(bounds)
+        samples = [len(row["predictions"]) for row in rows]
         return {
-            "n": n,
-            "metrics": {name: float(value) for name, value in metrics.items()},
-            "ci95": {name: list(bootstrap_ci(values, seed, self.n_resamples, CI_ALPHA))
-                     for name, values in per_item.items()},
+            "n": len(rows),
+            "metrics": metrics,
+            "ci95": ci95,
             "lower_is_better": list(self.lower_is_better),
             "samples_per_item": {"min": min(samples), "max": max(samples)},
             "bootstrap": {"method": "percentile", "over": "items", "statistic": statistic,
@@ -349,10 +386,26 @@ class Benchmark:
             "benchmark": self.describe(),
         }
 
-    def corpus_ci(self, positions: Sequence[int], statistic: Callable[[list[int]], float], seed: int) -> list[float]:
-        """95% percentile-bootstrap interval of a statistic that is not a mean of items (a ratio
-        of sums): ``statistic`` is recomputed on every resample of the item ``positions``."""
-        return list(bootstrap_ci_fn(list(positions), statistic, seed, self.n_resamples, CI_ALPHA))
+
+def row_sets(rows: list[dict], fields: list[str]) -> dict[str, list[int]]:
+    """Metric-name suffix → the positions of its rows: "" for all, ``[<field>=<value>]`` for the
+    rows whose ``groups`` give that value, fields in ``fields`` order, values sorted."""
+    sets: dict[str, list[int]] = {"": list(range(len(rows)))}
+    for field in fields:
+        values = sorted({row.get("groups", {})[field] for row in rows if field in row.get("groups", {})})
+        for value in values:
+            sets[f"[{field}={value}]"] = [i for i, row in enumerate(rows) if row.get("groups", {}).get(field) == value]
+    return sets
+
+
+def metric_rows(rows: list[dict], metric: str) -> tuple[str, list[int]]:
+    """A reported metric's name without its group suffix, and the positions of the rows its
+    figure is computed from (all, or those of ``[<field>=<value>]``)."""
+    if not metric.endswith("]") or "[" not in metric:
+        return metric, list(range(len(rows)))
+    base, group = metric[:-1].split("[", 1)
+    field, _, value = group.partition("=")
+    return base, [i for i, row in enumerate(rows) if row.get("groups", {}).get(field) == value]
 
 
 def _where(path: str | None, raw: RawItem) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..scoring import CAPTION_METRICS, bleu_bootstrap_ci, caption_scores
+from ..scoring import caption_figures, caption_scores
 from . import GREEDY, Benchmark, Item, _text, log, register
 
 
@@ -17,12 +17,15 @@ class CaptionBenchmark(Benchmark):
     to the model with the prompt.
     Only the first prediction of each item is scored (one caption per image; the type's sampling
     is greedy, n 1, unless the benchmark's ``sampling`` says otherwise). Metrics are the corpus
-    scores of ``caption_scores``; intervals bootstrap the mean of the per-item scores, which for
-    BLEU and METEOR (pooled statistics) is close to, but not the same as, the corpus value.
+    scores of ``caption_scores``; each row keeps its per-item scores (``score``) and the additive
+    statistics of the corpus figures (``stats``: BLEU's n-gram counts and lengths, METEOR's
+    matches, chunks and lengths, ROUGE_L, CIDEr), so every bootstrap resample recomputes the
+    corpus BLEU and METEOR themselves.
     """
 
     task = "caption"
     default_sampling = GREEDY
+    figures = staticmethod(caption_figures)
 
     default_fields = {"id": ("id",), "prompt": ("prompt", "question", "text"),
                       "references": ("references", "captions")}
@@ -52,18 +55,12 @@ class CaptionBenchmark(Benchmark):
         if len(items) < 2:
             log.warning("benchmark %s: CIDEr of a single item is 0 by construction (IDF over one item)", self.name)
         first = {item["id"]: by_id[item["id"]][0] for item in items}
-        corpus, per_item_scores = caption_scores(first, {item["id"]: list(item["gold"]) for item in items})
+        _, per_item_scores, stats = caption_scores(first, {item["id"]: list(item["gold"]) for item in items})
         rows = [{"id": item["id"], "prompt": item["prompt"], "predictions": by_id[item["id"]], "gold": item["gold"],
-                 "score": per_item_scores[item["id"]]} for item in items]
-        per_item = {name: [per_item_scores[item["id"]][name] for item in items] for name in CAPTION_METRICS}
-        samples = [len(by_id[item["id"]]) for item in items]
-        summary = self.summary(len(items), corpus, per_item, seed, samples,
-                               "BLEU-n: corpus BLEU recomputed per resample; other metrics: mean of per-item "
-                               "scores of the first prediction (METEOR's corpus score pools statistics, so "
-                               "its interval is approximate)")
-        bleu = bleu_bootstrap_ci(first, {item["id"]: list(item["gold"]) for item in items}, seed, self.n_resamples)
-        summary["ci95"].update({name: list(bounds) for name, bounds in bleu.items()})
-        return rows, summary
+                 "score": per_item_scores[item["id"]], "stats": stats[item["id"]]} for item in items]
+        return rows, self.summary(rows, seed, "corpus BLEU-n and METEOR recomputed from the pooled statistics of the "
+                                  "resampled items, ROUGE_L and CIDEr (IDF of the whole benchmark) their means; "
+                                  "first prediction of each item")
 
 
 # --- multiple choice ---------------------------------------------------------------------

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
+from ..scoring import ratio
 from ..spec import option
 from . import GREEDY, Benchmark, BenchmarkError, BenchmarkOptions, Item, _text, register
 
@@ -100,6 +101,15 @@ class ObjectVocabulary:
         return self.names.get(tuple(self.tokens(name)))
 
 
+def chair_figures(totals: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """CHAIR's figures of summed per-caption counts: CHAIR_s = hallucinating captions / captions,
+    CHAIR_i = hallucinated / mentioned objects, recall = covered / annotated objects (0 where the
+    denominator is 0)."""
+    return {"CHAIR_s": ratio(totals["hallucinating"], totals["items"]),
+            "CHAIR_i": ratio(totals["hallucinated"], totals["mentioned"]),
+            "recall": ratio(totals["covered"], totals["annotated"])}
+
+
 @register("chair")
 class ChairBenchmark(Benchmark):
     """Object hallucination in descriptions (CHAIR, Object HalBench), by rule; lower is better; greedy.
@@ -121,6 +131,7 @@ class ChairBenchmark(Benchmark):
     task = "caption"
     default_sampling = GREEDY
     lower_is_better = ("CHAIR_s", "CHAIR_i")
+    figures = staticmethod(chair_figures)
 
     default_fields = {"id": ("id",), "prompt": ("prompt", "question"), "objects": ("objects",)}
 
@@ -174,29 +185,17 @@ class ChairBenchmark(Benchmark):
         """Objects of each item's first prediction; per item ``mentioned``/``hallucinated``/
         ``covered`` and ``CHAIR_s`` (1 when it hallucinates)."""
         by_id = self.check_predictions(items, predictions)
-        rows, counts = [], []
+        rows = []
         for item in items:
             annotated = set(item["gold"])
             mentioned = self.vocabulary.mentioned(by_id[item["id"]][0])
             hallucinated = [name for name in mentioned if name not in annotated]
             covered = [name for name in mentioned if name in annotated]
-            counts.append([bool(hallucinated), len(hallucinated), len(mentioned), len(covered), len(annotated)])
             rows.append({"id": item["id"], "prompt": item["prompt"], "predictions": by_id[item["id"]],
                          "gold": item["gold"], "score": {"mentioned": mentioned, "hallucinated": hallucinated,
-                                                         "covered": covered, "CHAIR_s": float(bool(hallucinated))}})
-        table = np.asarray(counts, dtype=np.int64)
-
-        def figures(positions: list[int]) -> dict[str, float]:
-            captions, hallucinated, mentioned, covered, annotated = (int(c) for c in table[positions].sum(axis=0))
-            return {"CHAIR_s": captions / len(positions), "CHAIR_i": hallucinated / mentioned if mentioned else 0.0,
-                    "recall": covered / annotated}
-
-        everything = list(range(len(items)))
-        metrics = figures(everything)
-        samples = [len(by_id[item["id"]]) for item in items]
-        summary = self.summary(len(items), metrics, {}, seed, samples,
-                               "CHAIR_s, CHAIR_i and recall recomputed from the summed counts of the resampled "
-                               "items (first prediction of each)")
-        summary["ci95"] = {name: self.corpus_ci(everything, lambda positions, name=name: figures(positions)[name],
-                                                seed) for name in metrics}
-        return rows, summary
+                                                         "covered": covered, "CHAIR_s": float(bool(hallucinated))},
+                         "stats": {"items": 1.0, "hallucinating": float(bool(hallucinated)),
+                                   "hallucinated": float(len(hallucinated)), "mentioned": float(len(mentioned)),
+                                   "covered": float(len(covered)), "annotated": float(len(annotated))}})
+        return rows, self.summary(rows, seed, "CHAIR_s, CHAIR_i and recall recomputed from the summed counts of the "
+                                  "resampled items (first prediction of each)")

@@ -104,20 +104,16 @@ class MathBenchmark(Benchmark):
         if len(ks) < len(self.k):
             log.warning("benchmark %s: pass@k for k in %s skipped: only %d samples per item",
                         self.name, [k for k in self.k if k > min_samples], min_samples)
-        rows, per_item = [], {f"pass@{k}": [] for k in ks}
+        rows = []
         for item in items:
             samples = by_id[item["id"]]
             judged = [math_judge(sample, str(item["gold"])) for sample in samples]
             correct = [ok for ok, _ in judged]
             scores = {f"pass@{k}": pass_at_k(len(correct), sum(correct), k) for k in ks}
-            for name, value in scores.items():
-                per_item[name].append(value)
             rows.append({"id": item["id"], "prompt": item["prompt"], "predictions": samples, "gold": item["gold"],
-                         "score": {"correct": correct, "extracted": [text for _, text in judged], **scores}})
-        metrics = {name: sum(values) / len(values) for name, values in per_item.items()}
-        samples = [len(by_id[item["id"]]) for item in items]
-        return rows, self.summary(len(items), metrics, per_item, seed, samples,
-                                  "mean over items of the per-item unbiased pass@k")
+                         "score": {"correct": correct, "extracted": [text for _, text in judged], **scores},
+                         "stats": {"items": 1.0, **scores}})
+        return rows, self.summary(rows, seed, "mean over items of the per-item unbiased pass@k")
 
 
 # --- captions ----------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from . import GREEDY, Benchmark, BenchmarkOptions, Item, _text, group_by_option,
 _LEADING_CHOICE = re.compile(r"^[\s*_]*[(\[]?([A-Z])(?:[)\].:,*_]|[ \t]*\n|\s*$)")
 # "Answer: B", "answer is (C)", "The answer is **D**".
 _MARKED_CHOICE = re.compile(r"(?i:answer)\s*(?:(?i:is)\s*|:\s*)[\s*_(\[]*([A-Z])\b")
+# The option columns of VLMEvalKit's TSVs, in order.
+LETTER_COLUMNS = tuple(string.ascii_uppercase)
 # An option marker inside a question's text: "(A)", "A:" or "A." at the start, or after white
 # space, a comma or a semicolon, and followed by white space.
 _OPTION_MARKER = re.compile(r"(?:^|(?<=[\s,;]))(?:\(([A-Z])\)|([A-Z])([:.]))(?=[ \t])")
@@ -65,6 +67,12 @@ def options_from_question(question: str) -> dict[str, str]:
     return options
 
 
+def _letter_columns(record: dict) -> dict[str, Any]:
+    """The options a VLMEvalKit TSV gives in columns ``A``, ``B``, ...: each letter column with a
+    value (an empty cell is none)."""
+    return {letter: record[letter] for letter in LETTER_COLUMNS if record.get(letter) is not None}
+
+
 def render_choices(question: str, options: dict[str, str]) -> str:
     """The prompt: the question, one ``X. option`` line per option, and the instruction."""
     lines = [f"{letter}. {text}" for letter, text in options.items()]
@@ -75,32 +83,41 @@ def render_choices(question: str, options: dict[str, str]) -> str:
 class MultipleChoiceBenchmark(Benchmark):
     """Multiple-choice questions (MMStar's too) scored by the letter the model picks; greedy.
 
-    Reads records of ``{"id", "question", "options" (list, lettered A, B, ... in order, or a dict
-    letter → text), "answer" (the right letter)}``: the prompt is the question, one ``X. option``
-    line per option and "Answer with the letter.". A record without ``options`` carries them in
-    its question, as MMStar's do (``"...\\nOptions: A: ..., B: ..."``, read by
+    Reads records of ``{"id" (or "index"), "question", "options" (list, lettered A, B, ... in
+    order, or a dict letter → text), "answer" (the right letter), "hint" (optional)}``: the prompt
+    is ``Hint: <hint>`` (when given), the question, one ``X. option`` line per option and "Answer
+    with the letter.". VLMEvalKit's TSVs (MMStar, MMBench) give the options in columns ``A``,
+    ``B``, ... (an empty cell: no such option), read the same way. A record without either carries
+    them in its question, as MMStar's do (``"...\\nOptions: A: ..., B: ..."``, read by
     ``options_from_question``; none found fails naming the line): the prompt is then the question
     as given. The letter is read by ``extract_choice``. Metrics: ``accuracy``, the mean over items
     of the fraction of samples whose letter is right, and ``accuracy[<field>=<value>]`` for each
-    value of each ``group_by`` field (MMStar: ``category``, ``l2_category``), the mean over that
-    group's items; intervals bootstrap the per-item values (within the group).
+    value of each ``group_by`` field (MMStar: ``category``, ``l2_category``; VLMEvalKit's TSVs
+    ``l2-category``), the mean over that group's items; intervals bootstrap the per-item values
+    (within the group).
     """
 
     task = "mcq"
     default_sampling = GREEDY
 
-    default_fields = {"id": ("id",), "question": ("question",), "options": ("options",), "answer": ("answer",)}
+    default_fields = {"id": ("id", "index"), "question": ("question",), "options": ("options",),
+                      "answer": ("answer",), "hint": ("hint",)}
 
     @dataclass(frozen=True)
     class Options(BenchmarkOptions):
         """multiple_choice keys."""
 
-        group_by: list[str] = group_by_option(["category", "l2_category"])
+        group_by: list[str] = group_by_option(["category", "l2_category", "l2-category"])
 
     def make_item(self, record: dict, line: int) -> Item:
         """A multiple-choice record → item with its prompt and the gold letter."""
         question = _text(self.field(record, "question"), "question")
+        hint = self.field(record, "hint", required=False)
+        if hint is not None:
+            question = f"Hint: {_text(hint, 'hint')}\n{question}"
         given = self.field(record, "options", required=False)
+        if given is None:
+            given = _letter_columns(record) or None
         if given is not None:
             options = self._options(given)
             prompt = render_choices(question, options)
@@ -112,7 +129,8 @@ class MultipleChoiceBenchmark(Benchmark):
         gold = self.field(record, "answer")
         if not isinstance(gold, str) or gold.strip().upper() not in options:
             raise ValueError(f"answer must be one of the option letters {', '.join(options)}, found {gold!r}")
-        meta = {key: value for key, value in record.items() if key not in self.used_fields()}
+        meta = {key: value for key, value in record.items()
+                if key not in self.used_fields() and key not in LETTER_COLUMNS}
         return {"id": self.item_id(record, line), "prompt": prompt, "gold": gold.strip().upper(),
                 "meta": {"options": options, **meta}}
 
@@ -136,20 +154,17 @@ class MultipleChoiceBenchmark(Benchmark):
         """Letter of every sample against the gold; per item ``choices``/``correct``/``accuracy``
         (and its ``groups``)."""
         by_id = self.check_predictions(items, predictions)
-        rows, accuracies = [], []
+        rows = []
         for item in items:
             samples = by_id[item["id"]]
             choices = [extract_choice(sample) for sample in samples]
             correct = [choice == item["gold"] for choice in choices]
             accuracy = sum(correct) / len(correct)
-            accuracies.append(accuracy)
             rows.append({"id": item["id"], "prompt": item["prompt"], "predictions": samples, "gold": item["gold"],
                          "groups": self.groups(item),
-                         "score": {"choices": choices, "correct": correct, "accuracy": accuracy}})
-        per_item = self.per_group("accuracy", accuracies, items)
-        samples = [len(by_id[item["id"]]) for item in items]
-        return rows, self.summary(len(items), {name: sum(values) / len(values) for name, values in per_item.items()},
-                                  per_item, seed, samples,
-                                  "mean over items (of the group) of the per-item fraction of correct samples")
+                         "score": {"choices": choices, "correct": correct, "accuracy": accuracy},
+                         "stats": {"items": 1.0, "accuracy": accuracy}})
+        return rows, self.summary(rows, seed, "mean over items (of the group) of the per-item fraction of correct "
+                                  "samples")
 
 

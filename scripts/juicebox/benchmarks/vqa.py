@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from . import GREEDY, Benchmark, BenchmarkOptions, Item, _text, group_by_option, register
+from ..sources import RawItem
+from ..spec import option
+from . import GREEDY, Benchmark, BenchmarkError, BenchmarkOptions, Item, _text, _where, group_by_option, register
 
 log = logging.getLogger("juicebox")
 
@@ -79,6 +83,18 @@ def _process_digit_article(text: str) -> str:
     return " ".join(CONTRACTIONS.get(word, word) for word in words)
 
 
+def _joined(question: RawItem, annotations: dict[str, dict], path: Path) -> RawItem:
+    """A question record with its annotation's fields (the question's own win), or an error naming
+    the question_id that ``path`` does not annotate."""
+    if question.error or not isinstance(question.value, dict):
+        return question
+    key = question.value.get("question_id")
+    annotation = annotations.get(str(key)) if key is not None else None
+    if annotation is None:
+        return dataclasses.replace(question, error=f"question_id {key} has no annotation in {path}")
+    return dataclasses.replace(question, value={**annotation, **question.value})
+
+
 def normalize_vqa_answer(text: str) -> str:
     """An answer as the official VQA evaluation compares it: newlines and tabs become spaces,
     the ends are stripped, then ``processPunctuation`` and ``processDigitArticle``
@@ -97,12 +113,16 @@ def vqa_accuracy(prediction: str, answers: list[str]) -> float:
 
     The official script normalises the gold answers only with ``processPunctuation`` and only
     when they are not all the same (VQAv2's annotations are normalised already); here they get
-    the full normalisation every time, so raw answers (TextVQA's, "Two" for "2") compare too.
+    the full normalisation every time, so raw answers (TextVQA's, "Two" for "2") compare too. An
+    item with a single answer (VLMEvalKit's TSVs of some sets) scores the exact match of the
+    normalised answers, 1 or 0 (the leave-one-out formula would give 0 whatever the prediction).
     """
     if not answers:
         raise ValueError("vqa_accuracy: no answers")
     predicted = normalize_vqa_answer(prediction)
     matches = [normalize_vqa_answer(answer) == predicted for answer in answers]
+    if len(matches) == 1:  # one answer leaves no annotator to agree with: exact match of the normalised answer
+        return float(matches[0])
     total = sum(matches)
     return sum(min(1.0, (total - match) / 3) for match in matches) / len(matches)
 
@@ -111,24 +131,63 @@ def vqa_accuracy(prediction: str, answers: list[str]) -> float:
 class VqaBenchmark(Benchmark):
     """Open questions about an image (VQAv2, TextVQA) scored with VQA's soft accuracy; greedy.
 
-    Reads ``{"question_id" (or "id"), "question", "answers", "image"}`` with ``answers`` the
-    annotators' answers (ten in VQAv2 and TextVQA): strings, or VQAv2's ``{"answer",
-    "answer_confidence", "answer_id"}`` objects. The prompt is the question. Each sample gets
-    ``vqa_accuracy``; metric ``accuracy``: the mean over items of the mean over the item's
-    samples, and ``accuracy[<field>=<value>]`` for each value of each ``group_by`` field (e.g.
-    VQAv2's ``answer_type``); intervals bootstrap the per-item values.
+    Reads ``{"question_id" (or "id", "index"), "question", "answers" (or "answer"), "image"}`` with
+    ``answers`` the annotators' answers (ten in VQAv2 and TextVQA): strings, or VQAv2's
+    ``{"answer", "answer_confidence", "answer_id"}`` objects; a single answer (a VLMEvalKit TSV's)
+    is a list of one. The files as published: TextVQA's JSON object (records under ``data``, images
+    by ``image_template: train_images/{image_id}.jpg``); VQAv2's questions file as ``path`` with its
+    ``annotations`` file, joined on ``question_id`` (``answer_type`` and ``question_type`` go to
+    ``meta``; images by ``image_template: val2014/COCO_val2014_{image_id:012d}.jpg``); VLMEvalKit's
+    TSVs. The prompt is the question. Each sample gets ``vqa_accuracy``; metric ``accuracy``: the
+    mean over items of the mean over the item's samples, and ``accuracy[<field>=<value>]`` for
+    each value of each ``group_by`` field (e.g. VQAv2's ``answer_type``); intervals bootstrap the
+    per-item values.
     """
 
     task = "vqa"
     default_sampling = GREEDY
 
-    default_fields = {"id": ("id", "question_id"), "question": ("question",), "answers": ("answers",)}
+    default_fields = {"id": ("id", "question_id", "index"), "question": ("question",),
+                      "answers": ("answers", "answer")}
 
     @dataclass(frozen=True)
     class Options(BenchmarkOptions):
         """vqa keys."""
 
         group_by: list[str] = group_by_option([])
+        annotations: str | None = option(None, "VQAv2's annotations file (`v2_mscoco_val2014_annotations.json`), "
+                                         "joined on question_id to the questions of `path` "
+                                         "(`v2_OpenEnded_mscoco_val2014_questions.json`); a relative path is taken "
+                                         "from the benchmark file's folder (null: the answers are in `path`).")
+
+    def describe(self) -> dict[str, Any]:
+        """Settings, plus the annotations file."""
+        annotations = self.options.annotations
+        return {**super().describe(), "annotations": str(self.resolve_path(annotations)) if annotations else None}
+
+    def _raw_items(self) -> list[RawItem]:
+        """The benchmark file's records; with ``annotations``, each question joined with its annotation."""
+        questions = super()._raw_items()
+        if self.options.annotations is None:
+            return questions
+        path = self.resolve_path(self.options.annotations)
+        annotations = self._annotations(path)
+        return [_joined(question, annotations, path) for question in questions]
+
+    def _annotations(self, path: Path) -> dict[str, dict]:
+        """The annotations file's records by question_id (as text)."""
+        by_question: dict[str, dict] = {}
+        for raw in self.read_file(path):
+            where = _where(str(path), raw)
+            if raw.error:
+                raise BenchmarkError(f"{where}: {raw.error}")
+            if not isinstance(raw.value, dict) or raw.value.get("question_id") is None:
+                raise BenchmarkError(f"{where}: an annotation must be an object with a question_id")
+            key = str(raw.value["question_id"])
+            if key in by_question:
+                raise BenchmarkError(f"{where}: a second annotation of question_id {key}")
+            by_question[key] = raw.value
+        return by_question
 
     def load(self) -> list[Item]:
         """Read the file; say so when items do not have the ten answers the metric is made for."""
@@ -148,6 +207,8 @@ class VqaBenchmark(Benchmark):
 
     @staticmethod
     def _answers(answers: Any) -> list[str]:
+        if isinstance(answers, str):
+            answers = [answers]
         if not isinstance(answers, list) or not answers:
             raise ValueError(f"answers must be a non-empty list of the annotators' answers, found {answers!r:.80}")
         out = [answer.get("answer") if isinstance(answer, dict) else answer for answer in answers]
@@ -160,17 +221,15 @@ class VqaBenchmark(Benchmark):
         """VQA accuracy of every sample; per item ``normalized``/``accuracies``/``accuracy`` (and its
         ``groups``)."""
         by_id = self.check_predictions(items, predictions)
-        rows, accuracies = [], []
+        rows = []
         for item in items:
             samples = by_id[item["id"]]
             values = [vqa_accuracy(sample, list(item["gold"])) for sample in samples]
-            accuracies.append(sum(values) / len(values))
+            accuracy = sum(values) / len(values)
             rows.append({"id": item["id"], "prompt": item["prompt"], "predictions": samples, "gold": item["gold"],
                          "groups": self.groups(item),
                          "score": {"normalized": [normalize_vqa_answer(sample) for sample in samples],
-                                   "accuracies": values, "accuracy": accuracies[-1]}})
-        per_item = self.per_group("accuracy", accuracies, items)
-        samples = [len(by_id[item["id"]]) for item in items]
-        return rows, self.summary(len(items), {name: sum(values) / len(values) for name, values in per_item.items()},
-                                  per_item, seed, samples,
-                                  "mean over items (of the group) of the per-item mean VQA accuracy of the samples")
+                                   "accuracies": values, "accuracy": accuracy},
+                         "stats": {"items": 1.0, "accuracy": accuracy}})
+        return rows, self.summary(rows, seed, "mean over items (of the group) of the per-item mean VQA accuracy of "
+                                  "the samples")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
+from ..scoring import ratio
 from . import GREEDY, Benchmark, BenchmarkOptions, Item, _text, group_by_option, register
 
 YES_NO_METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio_pred")
@@ -23,6 +25,12 @@ def parse_yes_no(text: str) -> str:
 
 
 def pope_metrics(tp: int, fp: int, tn: int, fn: int) -> dict[str, float]:
+    """POPE's figures of one set of confusion counts (``pope_figures``)."""
+    counts = {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    return {name: float(value) for name, value in pope_figures({k: np.asarray(v) for k, v in counts.items()}).items()}
+
+
+def pope_figures(totals: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """POPE's figures from the confusion counts of predictions (positive = "yes").
 
     accuracy = (TP + TN) / all; precision = TP / (TP + FP); recall = TP / (TP + FN);
@@ -30,12 +38,11 @@ def pope_metrics(tp: int, fp: int, tn: int, fn: int) -> dict[str, float]:
     share of predictions that are "yes" (as LLaVA's eval computes it; other write-ups give the
     share of "yes" labels, 0.5 by POPE's construction). A ratio whose denominator is 0 is 0.
     """
+    tp, fp, tn, fn = (totals[key] for key in ("tp", "fp", "tn", "fn"))
     total = tp + fp + tn + fn
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    return {"accuracy": (tp + tn) / total if total else 0.0, "precision": precision, "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            "yes_ratio_pred": (tp + fp) / total if total else 0.0}
+    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    return {"accuracy": ratio(tp + tn, total), "precision": precision, "recall": recall,
+            "f1": ratio(2 * precision * recall, precision + recall), "yes_ratio_pred": ratio(tp + fp, total)}
 
 
 @register("yes_no")
@@ -43,8 +50,9 @@ class YesNoBenchmark(Benchmark):
     """Yes/no questions about an image (POPE), answers read as LLaVA's POPE evaluation does; greedy.
 
     Reads POPE's files (``{"question_id", "image", "text", "label"}``, ``category`` in LLaVA's
-    merged file) and the Hugging Face layout (``question``, ``answer``, ``image``, ``category``):
-    the prompt is the question, the gold its "yes"/"no" label. Each answer is read by
+    merged file), the Hugging Face layout (``question``, ``answer``, ``image``, ``category``) and
+    VLMEvalKit's TSVs (POPE, HallusionBench: ``index``, ``question``, ``answer`` Yes/No, base64
+    ``image``): the prompt is the question, the gold its "yes"/"no" label. Each answer is read by
     ``parse_yes_no``. Metrics over all predictions (every sample of every item counts as one
     prediction; with one answer per item, as POPE is run, one per item), positive = "yes":
     ``accuracy``, ``precision``, ``recall``, ``f1`` and ``yes_ratio_pred`` (``pope_metrics``), and
@@ -55,8 +63,10 @@ class YesNoBenchmark(Benchmark):
 
     task = "yes_no"
     default_sampling = GREEDY
+    figures = staticmethod(pope_figures)
 
-    default_fields = {"id": ("id", "question_id"), "question": ("question", "text"), "label": ("label", "answer")}
+    default_fields = {"id": ("id", "question_id", "index"), "question": ("question", "text"),
+                      "label": ("label", "answer")}
 
     @dataclass(frozen=True)
     class Options(BenchmarkOptions):
@@ -78,7 +88,7 @@ class YesNoBenchmark(Benchmark):
         """Read every sample as yes/no; per item ``parsed``/``correct``/``accuracy`` and its
         confusion counts ``tp``/``fp``/``tn``/``fn`` (and its ``groups``)."""
         by_id = self.check_predictions(items, predictions)
-        rows, counts = [], []
+        rows = []
         for item in items:
             samples = by_id[item["id"]]
             parsed = [parse_yes_no(sample) for sample in samples]
@@ -88,26 +98,10 @@ class YesNoBenchmark(Benchmark):
                          "fp": 0 if yes else sum(a == "yes" for a in parsed),
                          "tn": 0 if yes else sum(a == "no" for a in parsed),
                          "fn": sum(a == "no" for a in parsed) if yes else 0}
-            counts.append([confusion["tp"], confusion["fp"], confusion["tn"], confusion["fn"]])
             rows.append({"id": item["id"], "prompt": item["prompt"], "predictions": samples, "gold": item["gold"],
                          "groups": self.groups(item),
                          "score": {"parsed": parsed, "correct": correct, "accuracy": sum(correct) / len(correct),
-                                   **confusion}})
-        table = np.asarray(counts, dtype=np.int64)
-
-        def figure(name: str):
-            return lambda positions: pope_metrics(*(int(c) for c in table[positions].sum(axis=0)))[name]
-
-        groups = {"": list(range(len(items)))}
-        groups.update({f"[{field}={value}]": members for (field, value), members in self.group_members(items).items()})
-        metrics, intervals = {}, {}
-        for suffix, members in groups.items():
-            for name, value in pope_metrics(*(int(c) for c in table[members].sum(axis=0))).items():
-                metrics[f"{name}{suffix}"] = value
-                intervals[f"{name}{suffix}"] = self.corpus_ci(members, figure(name), seed)
-        samples = [len(by_id[item["id"]]) for item in items]
-        summary = self.summary(len(items), metrics, {}, seed, samples,
-                               "POPE's figures recomputed from the confusion counts of the resampled items "
-                               "(every sample is a prediction)")
-        summary["ci95"] = intervals
-        return rows, summary
+                                   **confusion},
+                         "stats": {key: float(value) for key, value in confusion.items()}})
+        return rows, self.summary(rows, seed, "POPE's figures recomputed from the confusion counts of the resampled "
+                                  "items (every sample is a prediction)")

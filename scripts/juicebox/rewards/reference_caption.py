@@ -61,7 +61,7 @@ class ReferenceCaption(Reward):
         if predictions:
             if self.metric == "CIDEr" and len(predictions) < 2:
                 log.warning("reference_caption: CIDEr of a single caption is always 0 (IDF over one item)")
-            _, per_item = caption_scores(predictions, references)
+            _, per_item, _ = caption_scores(predictions, references)
         out: Scores = []
         for i, record in enumerate(records):
             row = []
