@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, SNAKEMAKE
 from juicebox.io import write_json, write_jsonl
 from juicebox.ledger import LedgerError, assemble, stage
 from juicebox.sharing import link_tree, owners, stage_keys, stages_of
@@ -159,7 +159,7 @@ def test_dry_run_of_experiments_differing_in_beta_computes_the_common_stages_onc
     cfg["experiments"] = {"raw": {}, "raw_b2": {"train": {"beta": 0.2}}, "ks": {"ksigma": {"enabled": True}},
                           "raw_r2": {"rounds": 2}}
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "-n", "--cores", "1", "--configfile",
+    proc = subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-n", "--cores", "1", "--configfile",
                            "sweep.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
