@@ -338,7 +338,8 @@ def meteor_figure(totals: Mapping[str, np.ndarray]) -> np.ndarray:
 
     precision, recall = ratio(weighted("test"), length("test")), ratio(weighted("reference"), length("reference"))
     f_mean = ratio(precision * recall, alpha * precision + (1 - alpha) * recall)
-    fragmentation = np.where(_meteor_exact(t), 0.0, ratio(t["chunks"], (t["test_word_matches"] + t["reference_word_matches"]) / 2))
+    matched = (t["test_word_matches"] + t["reference_word_matches"]) / 2
+    fragmentation = np.where(_meteor_exact(t), 0.0, ratio(t["chunks"], matched))
     return f_mean * (1 - gamma * fragmentation ** beta)
 
 
