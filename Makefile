@@ -1,6 +1,6 @@
 # The two commands that set up a fresh machine:
 #   make demo   create .venv with pinned packages, run the workflow on the embedded default
-#   make test   create .venv with pinned packages, run the tests
+#   make test   create .venv with pinned packages, run lint and the test tiers (what CI runs: .ci/run)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,13 +9,16 @@ CORES ?= all
 # Rules start `python` and `transformers` by name: the venv's must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv demo demo-seeds test lint dag docs clean
+.PHONY: venv demo demo-seeds test test-fast test-train test-server test-workflow test-slurm lint dag docs clean
+# `make test` runs its steps one after the other, even under `make -j`.
+.NOTPARALLEL:
 
-$(STAMP): requirements.txt constraints.txt
+$(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Juicebox needs Python >= 3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==26.3
 	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -24,7 +27,8 @@ demo: venv
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
 # The demo for each of SEEDS (each a full run: the seed makes the data, the models and the
-# samples), its results/eval.json kept as results/seeds/eval-<seed>.json, then the README's tables.
+# samples), its results/eval.json kept as results/seeds/eval-<seed>.json, then the tables of
+# docs/results/demo-seeds.md, written with the commit, the machine and the date.
 SEEDS ?= 42 43 44
 demo-seeds: venv
 	mkdir -p results/seeds
@@ -32,14 +36,48 @@ demo-seeds: venv
 	  $(BIN)/snakemake --profile profiles/local --cores $(CORES) --config seed=$$seed && \
 	  cp results/eval.json results/seeds/eval-$$seed.json || exit 1; \
 	done
-	$(BIN)/python scripts/demo_seeds.py $(foreach seed,$(SEEDS),results/seeds/eval-$(seed).json)
+	$(BIN)/python scripts/demo_seeds.py --out docs/results/demo-seeds.md \
+	  --command "make demo-seeds SEEDS='$(SEEDS)' CORES=$(CORES)" \
+	  $(foreach seed,$(SEEDS),results/seeds/eval-$(seed).json)
 
-test: venv
-	$(BIN)/pytest
+# The tests in tiers, each its own pytest run, in this order; make stops at the first that fails:
+#   lint           snakemake --lint, snakefmt --check, ruff
+#   test-fast      no marker: pure functions and small files, no torch model, no server process, no
+#                  Snakemake run; the edit loop (under 3 minutes on 2 cores)
+#   test-train     @pytest.mark.train: builds, loads or trains torch models (tiny models, SFT/DPO)
+#   test-server    @pytest.mark.server: starts server processes (transformers serve, local Ray, METEOR)
+#   test-workflow  @pytest.mark.workflow: Snakemake runs (the CI workflow, dry runs, the report)
+#   test-slurm     @pytest.mark.slurm: the workflow through a local SLURM (root, apt), one test at a time
+# Each run prints its 25 slowest tests (--durations): a fast test that takes long belongs to a slow
+# tier. tests/conftest.py holds the fast tier to that: a fast test fails if its call takes over
+# JUICEBOX_FAST_LIMIT_S (60 s) or if it runs Snakemake, and a test may carry one tier marker only.
+# The tiers whose tests are independent (tmp_path working directories, free ports) run on WORKERS
+# pytest-xdist workers, whole files to a worker (module-scoped models and workflow runs built once).
+WORKERS ?= 2
+PYTEST := $(BIN)/pytest --durations=25
+PARALLEL := -n $(WORKERS) --dist loadfile
+
+test: lint test-fast test-train test-server test-workflow test-slurm
+
+test-fast: venv
+	$(PYTEST) $(PARALLEL) -m "not (train or server or workflow or slurm)"
+
+test-train: venv
+	$(PYTEST) $(PARALLEL) -m train
+
+test-server: venv
+	$(PYTEST) $(PARALLEL) -m server
+
+test-workflow: venv
+	$(PYTEST) $(PARALLEL) -m workflow
+
+test-slurm: venv
+	$(PYTEST) -m slurm
 
 lint: venv
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check .
+	$(BIN)/ruff check scripts tests
 
 dag: venv
 	$(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg

@@ -1,18 +1,18 @@
 import json
 import re
 import shlex
-import sys
 import types
 from pathlib import Path
 
-SCRIPTS = Path(workflow.basedir) / "scripts"
-sys.path.insert(0, str(SCRIPTS))
+from juicebox import cluster, cpu, layout
+from juicebox import tracking as tracking_lib
+from juicebox.config import compose, resolve
+from juicebox.layout import ROUND_STAGES, TINY_MODELS
+from juicebox.models import is_hub_id, model_slug
+from juicebox.shards import shard_names
 
-from juicebox import cluster, cpu  # noqa: E402
-from juicebox import tracking as tracking_lib  # noqa: E402
-from juicebox.config import compose, resolve  # noqa: E402
-from juicebox.models import is_hub_id, model_slug  # noqa: E402
-from juicebox.shards import shard_names  # noqa: E402
+SCRIPTS = Path(workflow.basedir) / "scripts"
+cluster.export_checkout(workflow.basedir)
 
 # The config is composed again from the files, read strictly (a key given twice is an error
 # naming its line): each --configfile is laid over config/config.yaml with juicebox's merge (a
@@ -28,19 +28,7 @@ config.clear()
 config.update(composed)
 
 DEMO_OUTDIR = (config.get("demo_data") or {}).get("outdir", "results/demo_data")
-DEMO_FILES = {
-    "math": f"{DEMO_OUTDIR}/math.jsonl",
-    "math_extra": f"{DEMO_OUTDIR}/math_extra.csv",
-    "vision": f"{DEMO_OUTDIR}/vision.json",
-    "vision_extra": f"{DEMO_OUTDIR}/vision_extra.parquet",
-    "bench_math": f"{DEMO_OUTDIR}/bench/math_test.jsonl",
-    "bench_pope": f"{DEMO_OUTDIR}/bench/pope_test.jsonl",
-    "bench_mmstar": f"{DEMO_OUTDIR}/bench/mmstar_test.parquet",
-    "bench_vqa": f"{DEMO_OUTDIR}/bench/vqa_test.jsonl",
-    "bench_caption": f"{DEMO_OUTDIR}/bench/caption_test.json",
-    "bench_synonyms": f"{DEMO_OUTDIR}/bench/synonyms.txt",
-    "manifest": f"{DEMO_OUTDIR}/manifest.json",
-}
+DEMO_FILES = {name: f"{DEMO_OUTDIR}/{file}" for name, file in layout.DEMO_FILES.items()}
 
 
 def made_by_workflow(path):
@@ -48,7 +36,7 @@ def made_by_workflow(path):
     parts = Path(path).parts
     return path in DEMO_FILES.values() or (
         len(parts) > 2
-        and parts[0] == "results"
+        and parts[0] == layout.RESULTS
         and parts[1] in (config.get("experiments") or {})
     )
 
@@ -68,10 +56,10 @@ if CONFIG["cpu_reproducible"]:
 
 wildcard_constraints:
     exp="|".join(re.escape(name) for name in EXPERIMENTS),
-    variant="(base|sft|dpo)(_blank)?",
+    variant=f"({'|'.join(layout.BEFORE_ROUNDS + layout.ROUND_VARIANTS)})({layout.BLANK})?",
     shard=r"\d+-of-\d+",
     bench=r"[A-Za-z0-9_.-]+",
-    round=r"[2-9]|[1-9][0-9]+",
+    round=r"[1-9][0-9]*",
 
 
 def experiment(wildcards):
@@ -91,30 +79,34 @@ def pool_inputs(wildcards):
     return [source["path"] for source in exp["sources"]] + merged
 
 
-def data_outputs():
-    """Every experiment's data-half targets: processed data, ledger, recipe changes, histograms."""
-    return [
-        path
-        for exp in EXPERIMENTS
-        for path in (
-            f"results/{exp}/processed/data.jsonl",
-            f"results/{exp}/ledger.json",
-            f"results/{exp}/recipe/changes.json",
-            f"results/{exp}/probe/histograms",
+def outputs(stage, *names):
+    """Named outputs of a stage for a rule's ``output:`` (its folders as ``directory()``)."""
+    dirs = layout.STAGES[stage].dirs
+    return {
+        name: (
+            directory(layout.path(stage, name))
+            if name in dirs
+            else layout.path(stage, name)
         )
+        for name in names
+    }
+
+
+def data_outputs():
+    """Every experiment's data-half targets (the layout's), with the model-feedback histograms."""
+    return [
+        layout.path(stage, name, exp=exp)
+        for exp in EXPERIMENTS
+        for stage in ("ledger", "pool", "probe", "recipe", "processed")
+        for name in layout.STAGES[stage].targets
     ] + [
-        f"results/{exp}/probe/model_histograms"
+        layout.path("probe", "model_histograms", exp=exp)
         for exp in EXPERIMENTS
         if EXPERIMENTS[exp]["feedback"]["enabled"]
     ]
 
 
 # --- model half ---------------------------------------------------------------------------
-
-TINY_MODELS = {
-    "tiny": "resources/models/tiny-qwen2",
-    "tiny_vlm": "resources/models/tiny-llava",
-}
 
 
 def base_model(wildcards):
@@ -124,13 +116,13 @@ def base_model(wildcards):
         return TINY_MODELS[name]
     if Path(name).exists() or not is_hub_id(name):
         return name
-    return f"resources/models/{model_slug(name)}"
+    return f"{layout.MODELS}/{model_slug(name)}"
 
 
 def policy_model(wildcards):
     """The model rollouts sample from and DPO starts from: the SFT model if the warm start is on."""
     if experiment(wildcards)["sft"]["enabled"]:
-        return f"results/{wildcards.exp}/sft/model"
+        return layout.path("sft", "model", exp=wildcards.exp)
     return base_model(wildcards)
 
 
@@ -141,11 +133,11 @@ def feedback_inputs(wildcards):
     feedback = experiment(wildcards)["feedback"]
     source = feedback["from"] or wildcards.exp
     if feedback["model"] == "sft":
-        inputs = {"model": f"results/{source}/sft/model"}
+        inputs = {"model": layout.path("sft", "model", exp=source)}
     else:
         inputs = {"model": base_model(types.SimpleNamespace(exp=source))}
     if source != wildcards.exp:
-        inputs["scored"] = f"results/{source}/rewards/scored.jsonl"
+        inputs["scored"] = layout.path("rewards", "scored", exp=source, round=1)
     return inputs
 
 
@@ -153,7 +145,7 @@ def feedback_model_stats(wildcards):
     """The model probe's stats when the experiment's model feedback is on (else nothing): read by
     refine_recipe_ksigma and process_data."""
     if experiment(wildcards)["feedback"]["enabled"]:
-        return f"results/{wildcards.exp}/probe/model_stats.jsonl"
+        return layout.path("probe", "model_stats", exp=wildcards.exp)
     return []
 
 
@@ -171,9 +163,16 @@ def variants(exp):
     return models + [f"{variant}_blank" for variant in blanked]
 
 
+def variant_pattern(stage):
+    """The variants evaluated in an evaluation stage (``eval``: before the rounds; ``round_eval``)."""
+    names = layout.BEFORE_ROUNDS if stage == "eval" else layout.ROUND_VARIANTS
+    return f"({'|'.join(names)})({layout.BLANK})?"
+
+
 def variant_inputs(wildcards):
-    """Model directory (and adapter) of one variant (the blank-image ablation uses its variant's)."""
-    variant = wildcards.variant.removesuffix("_blank")
+    """Model directory (and adapter) of one variant (the blank-image ablation uses its variant's);
+    a trained variant's is its round's policy and adapter."""
+    variant = wildcards.variant.removesuffix(layout.BLANK)
     if variant == "base":
         return {"model": base_model(wildcards)}
     if variant == "sft":
@@ -181,90 +180,99 @@ def variant_inputs(wildcards):
             raise ValueError(
                 f"experiment {wildcards.exp!r} has sft.enabled: false; it has no sft variant"
             )
-        return {"model": f"results/{wildcards.exp}/sft/model"}
+        return {"model": layout.path("sft", "model", exp=wildcards.exp)}
     return {
-        "model": policy_model(wildcards),
-        "adapter": f"results/{wildcards.exp}/train/adapter",
+        "model": round_policy(wildcards),
+        "adapter": layout.path(
+            "train", "adapter", exp=wildcards.exp, round=wildcards.round
+        ),
     }
 
 
 def shard_files(stage):
-    """Input function: the shard files of a sharded stage ("rollouts" or "rewards") of an
-    experiment (of its DPO round when the rule has a {round} wildcard)."""
+    """Input function: the shard files of a sharded stage ("rollouts" or "rewards") of one round."""
 
     def files(wildcards):
         count = experiment(wildcards)[stage]["shards"]
         return [
-            f"{round_dir(wildcards.exp, wildcards.get('round', 1))}/{stage}/shards/{name}.jsonl"
+            layout.path(
+                stage, "shard", exp=wildcards.exp, round=wildcards.round, shard=name
+            )
             for name in shard_names(count)
         ]
 
     return files
 
 
-# --- DPO rounds (rules/rounds.smk) ------------------------------------------------------------
+# --- DPO rounds: round r samples from round r-1's policy with its adapter merged in ----------
 
 
-def round_dir(exp, r):
-    """Folder of the model half of DPO round ``r``: round 1 is results/{exp} itself."""
-    return f"results/{exp}" if int(r) == 1 else f"results/{exp}/round{r}"
-
-
-def round_policy(wildcards):
-    """The model DPO round {round} samples from and trains: round 1's is the policy (SFT or base);
-    a later round's is the previous round's policy with its adapter merged in."""
-    r = int(wildcards.get("round", 1))
-    return (
-        policy_model(wildcards) if r == 1 else f"{round_dir(wildcards.exp, r)}/policy"
-    )
-
-
-def previous_policy(wildcards):
-    """The policy of the round before {round}."""
-    r = int(wildcards.round) - 1
-    return (
-        policy_model(wildcards) if r == 1 else f"{round_dir(wildcards.exp, r)}/policy"
-    )
-
-
-def previous_adapter(wildcards):
-    """The DPO adapter the round before {round} trained."""
-    return f"{round_dir(wildcards.exp, int(wildcards.round) - 1)}/train/adapter"
+def rounds_of(exp):
+    """The DPO rounds of an experiment (1..rounds)."""
+    return list(range(1, EXPERIMENTS[exp]["rounds"] + 1))
 
 
 def later_rounds(exp):
     """The DPO rounds after the first of an experiment (2..rounds)."""
-    return list(range(2, EXPERIMENTS[exp]["rounds"] + 1))
+    return rounds_of(exp)[1:]
+
+
+def policy_of_round(wildcards, r):
+    """The model DPO round ``r`` samples from and trains: round 1's is the policy (SFT or base); a
+    later round's is the previous round's policy with its adapter merged in (rule merge_policy).
+    """
+    if r == 1:
+        return policy_model(wildcards)
+    return layout.path("policy", "policy", exp=wildcards.exp, round=r)
+
+
+def round_policy(wildcards):
+    """The policy of round {round}."""
+    return policy_of_round(wildcards, int(wildcards.round))
+
+
+def previous_policy(wildcards):
+    """The policy of the round before {round}."""
+    return policy_of_round(wildcards, int(wildcards.round) - 1)
+
+
+def previous_adapter(wildcards):
+    """The DPO adapter the round before {round} trained."""
+    return layout.path(
+        "train", "adapter", exp=wildcards.exp, round=int(wildcards.round) - 1
+    )
 
 
 def round_variants(exp):
-    """Variants evaluated after every later round: dpo, and dpo_blank with the blank-image ablation."""
-    return [v for v in variants(exp) if v in ("dpo", "dpo_blank")]
+    """Variants evaluated after every round: dpo, and dpo_blank with the blank-image ablation."""
+    return [v for v in variants(exp) if layout.eval_stage(v) == "round_eval"]
 
 
-# The stages each later DPO round repeats.
-ROUND_STAGES = ("rollouts", "rewards", "pairs")
+def ledger_stage_files(wildcards):
+    """The counts of the data stages and of round 1's stages, in the ledger's order."""
+    return [
+        layout.path(stage, "stage", exp=wildcards.exp, round=1)
+        for stage in ("pool", "processed", *ROUND_STAGES)
+    ]
 
 
 def round_ledger_inputs(wildcards):
     """Per later DPO round, its stages' counts and its DPO summary, in order."""
     return [
-        f"{round_dir(wildcards.exp, r)}/{name}"
+        layout.path(stage, name, exp=wildcards.exp, round=r)
         for r in later_rounds(wildcards.exp)
-        for name in (
-            *(f"{stage}/ledger_stage.json" for stage in ROUND_STAGES),
-            "train/summary.json",
-        )
+        for stage, name in [*((s, "stage") for s in ROUND_STAGES), ("train", "summary")]
     ]
 
 
 def training_summaries(wildcards):
     """The summaries of the experiment's trainings (the ledger's training section): SFT if on, DPO."""
-    names = ["sft", "dpo"] if experiment(wildcards)["sft"]["enabled"] else ["dpo"]
-    folders = {"sft": "sft", "dpo": "train"}
-    return {
-        name: f"results/{wildcards.exp}/{folders[name]}/summary.json" for name in names
-    }
+    summaries = {"dpo": layout.path("train", "summary", exp=wildcards.exp, round=1)}
+    if experiment(wildcards)["sft"]["enabled"]:
+        summaries = {
+            "sft": layout.path("sft", "summary", exp=wildcards.exp)
+        } | summaries
+    return summaries
 
 
 def benchmarks(exp):
@@ -273,29 +281,34 @@ def benchmarks(exp):
 
 
 def eval_outputs():
-    """Per experiment, benchmark and variant (and later DPO round): the metrics and per-item files
-    results/eval.json reads."""
+    """Per experiment, benchmark and variant (a trained one after every round): the metrics and
+    per-item files results/eval.json reads."""
     return [
-        f"{folder}/eval/{bench}/{variant}.{ext}"
+        layout.eval_path(name, variant, exp=exp, bench=bench, round=r)
         for exp in EXPERIMENTS
-        for folder, variant_names in [
-            (f"results/{exp}", variants(exp)),
-            *((round_dir(exp, r), round_variants(exp)) for r in later_rounds(exp)),
-        ]
         for bench in benchmarks(exp)
-        for variant in variant_names
-        for ext in ("json", "jsonl")
+        for variant, rounds in [
+            *((v, [1]) for v in variants(exp) if v not in round_variants(exp)),
+            *((v, rounds_of(exp)) for v in round_variants(exp)),
+        ]
+        for r in rounds
+        for name in ("metrics", "predictions")
     ]
 
 
 def report_figures():
-    """The figures rules/report.smk adds for `snakemake --report`: per experiment, and per benchmark."""
+    """The figures rules/report.smk adds for `snakemake --report`: per experiment (round 1's), and
+    per benchmark."""
     return [
-        f"results/{exp}/{figure}"
+        layout.path(stage, name, exp=exp, round=1)
         for exp in EXPERIMENTS
-        for figure in ("processed/ops.png", "rewards/rewards.png", "pairs/margins.png")
+        for stage, name in (
+            ("processed", "ops"),
+            ("rewards", "plot"),
+            ("pairs", "plot"),
+        )
     ] + [
-        f"results/eval_{bench}.png"
+        layout.path("summary", "plot", bench=bench)
         for bench in dict.fromkeys(b for exp in EXPERIMENTS for b in benchmarks(exp))
     ]
 
@@ -304,10 +317,9 @@ def final_outputs():
     """Everything `snakemake` builds by default: results/eval.json, the per-experiment ledgers, figures,
     and with a tracker on the evaluation logged to it."""
     return (
-        ["results/eval.json"]
-        + [f"results/{exp}/ledger.json" for exp in EXPERIMENTS]
+        [layout.path("summary", "eval")]
         + data_outputs()
-        + [f"results/{exp}/train/metrics.png" for exp in EXPERIMENTS]
+        + [layout.path("train", "plot", exp=exp, round=1) for exp in EXPERIMENTS]
         + report_figures()
         + tracking_outputs()  # rules/tracking.smk
         + model_outputs()
@@ -315,26 +327,17 @@ def final_outputs():
 
 
 def model_outputs():
-    """The model half's main files of every experiment (and later round), so that each has them in
-    its own folder also when another experiment computed them (rules/sharing.smk)."""
-    files = [
-        "rollouts/rollouts.jsonl",
-        "rewards/scored.jsonl",
-        "pairs/pairs.parquet",
-        "train/adapter",
-    ]
+    """The model half's main files of every experiment and round (the layout's targets), so that
+    each has them in its own folder also when another experiment computed them (rules/sharing.smk).
+    """
     return [
-        f"{folder}/{name}"
+        layout.path(stage, name, exp=exp, round=r)
         for exp in EXPERIMENTS
-        for folder in [
-            f"results/{exp}",
-            *(round_dir(exp, r) for r in later_rounds(exp)),
-        ]
-        for name in files + (["policy"] if folder != f"results/{exp}" else [])
-    ] + [
-        f"results/{exp}/sft/model"
-        for exp in EXPERIMENTS
-        if EXPERIMENTS[exp]["sft"]["enabled"]
+        for stage in ("sft", "policy", *ROUND_STAGES, "train")
+        if stage != "sft" or EXPERIMENTS[exp]["sft"]["enabled"]
+        for r in (rounds_of(exp) if layout.STAGES[stage].scope == "round" else [1])
+        if stage != "policy" or r > 1
+        for name in layout.STAGES[stage].targets
     ]
 
 
@@ -383,4 +386,4 @@ def tracking_outputs():
     """Per experiment, the marker track_eval writes, when a tracker is on (final_outputs)."""
     if not tracking_lib.active(CONFIG["tracking"]):
         return []
-    return [f"results/{exp}/tb/eval/done.json" for exp in EXPERIMENTS]
+    return [layout.path("tracking", "done", exp=exp) for exp in EXPERIMENTS]

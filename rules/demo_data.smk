@@ -3,9 +3,9 @@ rule make_demo_data:
         **DEMO_FILES,
         images=directory(f"{DEMO}/images"),
     log:
-        "results/logs/make_demo_data.log",
+        layout.log("demo_data", "make_demo_data"),
     benchmark:
-        "results/benchmarks/make_demo_data.tsv"
+        layout.benchmark("demo_data", "make_demo_data")
     conda:
         "../envs/io.yaml"
     threads: 1

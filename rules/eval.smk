@@ -1,13 +1,16 @@
+# The models made before the DPO rounds (base, sft) are evaluated in results/{exp}/eval/; each
+# round's trained policy (dpo) in its round's folder (rule evaluate_policy, the same job).
 rule evaluate:
     input:
         unpack(variant_inputs),
     output:
-        predictions="results/{exp}/eval/{bench}/{variant}.jsonl",
-        metrics="results/{exp}/eval/{bench}/{variant}.json",
+        **outputs("eval", "predictions", "metrics"),
     log:
-        "results/{exp}/logs/eval/{bench}-{variant}.log",
+        layout.log("eval", "eval/{bench}-{variant}"),
     benchmark:
-        "results/{exp}/benchmarks/eval/{bench}-{variant}.tsv"
+        layout.benchmark("eval", "eval/{bench}-{variant}")
+    wildcard_constraints:
+        variant=variant_pattern("eval"),
     conda:
         engine_env("eval", "envs/eval.yaml")
     threads: lambda w: experiment(w)["eval"]["threads"]
@@ -19,20 +22,36 @@ rule evaluate:
         bench=lambda w: experiment(w)["eval"]["benchmarks"][w.bench],
         settings=lambda w: experiment(w)["eval"],
         seed=CONFIG["seed"],
-        server_logs="results/{exp}/logs/eval/servers-{bench}-{variant}",
+        server_logs=layout.log_folder("eval", "eval/servers-{bench}-{variant}"),
     script:
         "../scripts/evaluate.py"
+
+
+use rule evaluate as evaluate_policy with:
+    output:
+        **outputs("round_eval", "predictions", "metrics"),
+    log:
+        layout.log("round_eval", "eval/{bench}-{variant}"),
+    benchmark:
+        layout.benchmark("round_eval", "eval/{bench}-{variant}")
+    wildcard_constraints:
+        variant=variant_pattern("round_eval"),
+    params:
+        bench=lambda w: experiment(w)["eval"]["benchmarks"][w.bench],
+        settings=lambda w: experiment(w)["eval"],
+        seed=CONFIG["seed"],
+        server_logs=layout.log_folder("round_eval", "eval/servers-{bench}-{variant}"),
 
 
 rule eval_summary:
     input:
         eval_outputs(),
     output:
-        "results/eval.json",
+        layout.path("summary", "eval"),
     log:
-        "results/logs/eval_summary.log",
+        layout.log("summary", "eval_summary"),
     benchmark:
-        "results/benchmarks/eval_summary.tsv"
+        layout.benchmark("summary", "eval_summary")
     conda:
         "../envs/io.yaml"
     threads: 1
@@ -49,5 +68,6 @@ rule eval_summary:
         pools=lambda w: OWNERS["data"],
         config=CONFIG,
         seed=CONFIG["seed"],
+        schema=Path(workflow.basedir) / "docs" / "eval.schema.json",
     script:
         "../scripts/eval_summary.py"

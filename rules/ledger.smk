@@ -1,23 +1,18 @@
-LEDGER_STAGES = {
-    "pool": "results/{exp}/pool/ledger_stage.json",
-    "process": "results/{exp}/processed/ledger_stage.json",
-    "rollouts": "results/{exp}/rollouts/ledger_stage.json",
-    "rewards": "results/{exp}/rewards/ledger_stage.json",
-    "pairs": "results/{exp}/pairs/ledger_stage.json",
-}
+# The ledger's stages, in order: the data half's, then round 1's (later rounds: rounds).
+LEDGER_STAGES = ["pool", "process", *ROUND_STAGES]
 
 
 rule ledger:
     input:
-        stages=list(LEDGER_STAGES.values()),
+        stages=ledger_stage_files,
         training=lambda w: list(training_summaries(w).values()),
         rounds=round_ledger_inputs,
     output:
-        "results/{exp}/ledger.json",
+        layout.path("ledger", "ledger"),
     log:
-        "results/{exp}/logs/ledger.log",
+        layout.log("ledger", "ledger"),
     benchmark:
-        "results/{exp}/benchmarks/ledger.tsv"
+        layout.benchmark("ledger", "ledger")
     conda:
         "../envs/io.yaml"
     threads: 1
@@ -25,7 +20,7 @@ rule ledger:
         mem_mb=500,
         runtime=5,
     params:
-        stages=list(LEDGER_STAGES),
+        stages=LEDGER_STAGES,
         trainings=lambda w: list(training_summaries(w)),
         rounds=lambda w: later_rounds(w.exp),
         round_stages=ROUND_STAGES,

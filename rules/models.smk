@@ -3,11 +3,11 @@ rule build_tiny_model:
         corpus=lambda w: CONFIG["model_build"]["corpus"],
     output:
         model=directory(TINY_MODELS["tiny"]),
-        summary="resources/models/tiny-qwen2.json",
+        summary=f"{TINY_MODELS['tiny']}.json",
     log:
-        "results/logs/build_tiny_model.log",
+        layout.log("models", "build_tiny_model"),
     benchmark:
-        "results/benchmarks/build_tiny_model.tsv"
+        layout.benchmark("models", "build_tiny_model")
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -27,11 +27,11 @@ rule build_tiny_vlm:
         corpus=lambda w: CONFIG["model_build"]["vlm_corpus"],
     output:
         model=directory(TINY_MODELS["tiny_vlm"]),
-        summary="resources/models/tiny-llava.json",
+        summary=f"{TINY_MODELS['tiny_vlm']}.json",
     log:
-        "results/logs/build_tiny_vlm.log",
+        layout.log("models", "build_tiny_vlm"),
     benchmark:
-        "results/benchmarks/build_tiny_vlm.tsv"
+        layout.benchmark("models", "build_tiny_vlm")
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -48,11 +48,11 @@ rule build_tiny_vlm:
 
 rule download_model:
     output:
-        directory("resources/models/{slug}"),
+        directory(f"{layout.MODELS}/{{slug}}"),
     log:
-        "results/logs/download_model/{slug}.log",
+        layout.log("models", "download_model/{slug}"),
     benchmark:
-        "results/benchmarks/download_model/{slug}.tsv"
+        layout.benchmark("models", "download_model/{slug}")
     wildcard_constraints:
         slug=r"[^/]+--[^/]+",
     conda:
@@ -69,16 +69,14 @@ rule download_model:
 
 rule sft:
     input:
-        data="results/{exp}/processed/data.jsonl",
+        data=layout.path("processed", "data"),
         model=base_model,
     output:
-        model=directory("results/{exp}/sft/model"),
-        metrics="results/{exp}/sft/metrics.csv",
-        summary="results/{exp}/sft/summary.json",
+        **outputs("sft", "model", "metrics", "summary"),
     log:
-        "results/{exp}/logs/sft.log",
+        layout.log("sft", "sft"),
     benchmark:
-        "results/{exp}/benchmarks/sft.tsv"
+        layout.benchmark("sft", "sft")
     conda:
         "../envs/train.yaml"
     threads: lambda w: experiment(w)["sft"]["threads"]

@@ -1,17 +1,20 @@
 rule make_pairs:
     input:
-        "results/{exp}/rewards/scored.jsonl",
+        layout.path("rewards", "scored"),
     output:
-        parquet="results/{exp}/pairs/pairs.parquet",
-        jsonl="results/{exp}/pairs/pairs.jsonl",
-        llamafactory="results/{exp}/pairs/pairs_llamafactory.jsonl",
-        dataset_info="results/{exp}/pairs/dataset_info.json",
-        stage="results/{exp}/pairs/ledger_stage.json",
-        summary="results/{exp}/pairs/summary.json",
+        **outputs(
+            "pairs",
+            "parquet",
+            "jsonl",
+            "llamafactory",
+            "dataset_info",
+            "stage",
+            "summary",
+        ),
     log:
-        "results/{exp}/logs/make_pairs.log",
+        layout.log("pairs", "make_pairs"),
     benchmark:
-        "results/{exp}/benchmarks/make_pairs.tsv"
+        layout.benchmark("pairs", "make_pairs")
     conda:
         "../envs/io.yaml"
     threads: 1

@@ -2,14 +2,11 @@ rule build_pool:
     input:
         pool_inputs,
     output:
-        pool="results/{exp}/pool/pool.jsonl",
-        rejected="results/{exp}/pool/rejected.jsonl",
-        stage="results/{exp}/pool/ledger_stage.json",
-        images=directory("results/{exp}/pool/images"),
+        **outputs("pool", "pool", "rejected", "stage", "images"),
     log:
-        "results/{exp}/logs/build_pool.log",
+        layout.log("pool", "build_pool"),
     benchmark:
-        "results/{exp}/benchmarks/build_pool.tsv"
+        layout.benchmark("pool", "build_pool")
     conda:
         "../envs/io.yaml"
     threads: 1

@@ -1,14 +1,13 @@
 rule probe:
     input:
-        pool="results/{exp}/pool/pool.jsonl",
+        pool=layout.path("pool", "pool"),
         recipe=lambda w: experiment(w)["recipe"],
     output:
-        stats="results/{exp}/probe/stats.jsonl",
-        summary="results/{exp}/probe/summary.json",
+        **outputs("probe", "stats", "summary"),
     log:
-        "results/{exp}/logs/probe.log",
+        layout.log("probe", "probe"),
     benchmark:
-        "results/{exp}/benchmarks/probe.tsv"
+        layout.benchmark("probe", "probe")
     conda:
         "../envs/datajuicer.yaml"
     threads: lambda w: experiment(w)["dj"]["np"]
@@ -16,28 +15,28 @@ rule probe:
         mem_mb=4000,
         runtime=60,
     params:
-        scratch="results/{exp}/probe",
+        scratch=layout.folder("probe"),
     script:
         "../scripts/probe.py"
 
 
 rule plot_thresholds:
     input:
-        stats="results/{exp}/probe/stats.jsonl",
+        stats=layout.path("probe", "stats"),
         recipe=lambda w: experiment(w)["recipe"],
-        refined="results/{exp}/recipe/refined.yaml",
+        refined=layout.path("recipe", "refined"),
     output:
         report(
-            directory("results/{exp}/probe/histograms"),
+            directory(layout.path("probe", "histograms")),
             patterns=["{stat}.png"],
             caption="../report/histograms.rst",
             category="1. Probe stats and thresholds",
             subcategory="{exp}",
         ),
     log:
-        "results/{exp}/logs/plot_thresholds.log",
+        layout.log("probe", "plot_thresholds"),
     benchmark:
-        "results/{exp}/benchmarks/plot_thresholds.tsv"
+        layout.benchmark("probe", "plot_thresholds")
     conda:
         "../envs/datajuicer.yaml"
     threads: 1
@@ -53,14 +52,14 @@ rule plot_thresholds:
 rule probe_model:
     input:
         unpack(feedback_inputs),
-        pool="results/{exp}/pool/pool.jsonl",
+        pool=layout.path("pool", "pool"),
     output:
-        stats="results/{exp}/probe/model_stats.jsonl",
-        summary="results/{exp}/probe/model_summary.json",
+        stats=layout.path("probe", "model_stats"),
+        summary=layout.path("probe", "model_summary"),
     log:
-        "results/{exp}/logs/probe_model.log",
+        layout.log("probe", "probe_model"),
     benchmark:
-        "results/{exp}/benchmarks/probe_model.tsv"
+        layout.benchmark("probe", "probe_model")
     conda:
         "../envs/train.yaml"
     threads: lambda w: experiment(w)["feedback"]["threads"]
@@ -77,21 +76,21 @@ rule probe_model:
 
 rule plot_model_thresholds:
     input:
-        stats="results/{exp}/probe/model_stats.jsonl",
+        stats=layout.path("probe", "model_stats"),
         recipe=lambda w: experiment(w)["recipe"],
-        refined="results/{exp}/recipe/refined.yaml",
+        refined=layout.path("recipe", "refined"),
     output:
         report(
-            directory("results/{exp}/probe/model_histograms"),
+            directory(layout.path("probe", "model_histograms")),
             patterns=["{stat}.png"],
             caption="../report/model_histograms.rst",
             category="1. Probe stats and thresholds",
             subcategory="{exp} (model stats)",
         ),
     log:
-        "results/{exp}/logs/plot_model_thresholds.log",
+        layout.log("probe", "plot_model_thresholds"),
     benchmark:
-        "results/{exp}/benchmarks/plot_model_thresholds.tsv"
+        layout.benchmark("probe", "plot_model_thresholds")
     conda:
         "../envs/datajuicer.yaml"
     threads: 1

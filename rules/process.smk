@@ -1,16 +1,14 @@
 rule process_data:
     input:
-        pool="results/{exp}/pool/pool.jsonl",
-        recipe="results/{exp}/recipe/refined.yaml",
+        pool=layout.path("pool", "pool"),
+        recipe=layout.path("recipe", "refined"),
         model_stats=feedback_model_stats,
     output:
-        data="results/{exp}/processed/data.jsonl",
-        stage="results/{exp}/processed/ledger_stage.json",
-        summary="results/{exp}/processed/summary.json",
+        **outputs("processed", "data", "stage", "summary"),
     log:
-        "results/{exp}/logs/process_data.log",
+        layout.log("processed", "process_data"),
     benchmark:
-        "results/{exp}/benchmarks/process_data.tsv"
+        layout.benchmark("processed", "process_data")
     conda:
         "../envs/datajuicer.yaml"
     threads: lambda w: experiment(w)["dj"]["np"]
@@ -18,7 +16,7 @@ rule process_data:
         mem_mb=4000,
         runtime=60,
     params:
-        scratch="results/{exp}/processed",
+        scratch=layout.folder("processed"),
         dj=lambda w: experiment(w)["dj"],
         before_ops=lambda w: experiment(w)["feedback"]["before_ops"],
     script:

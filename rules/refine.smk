@@ -1,15 +1,15 @@
 rule refine_recipe_ksigma:
     input:
         recipe=lambda w: experiment(w)["recipe"],
-        stats="results/{exp}/probe/stats.jsonl",
+        stats=layout.path("probe", "stats"),
         model_stats=feedback_model_stats,
     output:
-        recipe="results/{exp}/recipe/refined.yaml",
-        changes="results/{exp}/recipe/changes.json",
+        recipe=layout.path("recipe", "refined"),
+        changes=layout.path("recipe", "changes"),
     log:
-        "results/{exp}/logs/refine_recipe_ksigma.log",
+        layout.log("recipe", "refine_recipe_ksigma"),
     benchmark:
-        "results/{exp}/benchmarks/refine_recipe_ksigma.tsv"
+        layout.benchmark("recipe", "refine_recipe_ksigma")
     conda:
         "../envs/datajuicer.yaml"
     threads: 1

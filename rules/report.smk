@@ -4,18 +4,18 @@
 
 rule plot_process_ops:
     input:
-        "results/{exp}/processed/summary.json",
+        layout.path("processed", "summary"),
     output:
         report(
-            "results/{exp}/processed/ops.png",
+            layout.path("processed", "ops"),
             caption="../report/process_ops.rst",
             category="2. Data-Juicer ops",
             subcategory="{exp}",
         ),
     log:
-        "results/{exp}/logs/plot_process_ops.log",
+        layout.log("processed", "plot_process_ops"),
     benchmark:
-        "results/{exp}/benchmarks/plot_process_ops.tsv"
+        layout.benchmark("processed", "plot_process_ops")
     conda:
         "../envs/io.yaml"
     threads: 1
@@ -28,18 +28,18 @@ rule plot_process_ops:
 
 rule plot_rewards:
     input:
-        "results/{exp}/rewards/scored.jsonl",
+        layout.path("rewards", "scored"),
     output:
         report(
-            "results/{exp}/rewards/rewards.png",
+            layout.path("rewards", "plot"),
             caption="../report/rewards.rst",
             category="3. Rewards",
             subcategory="{exp}",
         ),
     log:
-        "results/{exp}/logs/plot_rewards.log",
+        layout.log("rewards", "plot_rewards"),
     benchmark:
-        "results/{exp}/benchmarks/plot_rewards.tsv"
+        layout.benchmark("rewards", "plot_rewards")
     conda:
         "../envs/io.yaml"
     threads: 1
@@ -54,18 +54,18 @@ rule plot_rewards:
 
 rule plot_margins:
     input:
-        "results/{exp}/pairs/pairs.jsonl",
+        layout.path("pairs", "jsonl"),
     output:
         report(
-            "results/{exp}/pairs/margins.png",
+            layout.path("pairs", "plot"),
             caption="../report/margins.rst",
             category="4. Pair margins",
             subcategory="{exp}",
         ),
     log:
-        "results/{exp}/logs/plot_margins.log",
+        layout.log("pairs", "plot_margins"),
     benchmark:
-        "results/{exp}/benchmarks/plot_margins.tsv"
+        layout.benchmark("pairs", "plot_margins")
     conda:
         "../envs/io.yaml"
     threads: 1
@@ -80,18 +80,18 @@ rule plot_margins:
 
 rule plot_eval:
     input:
-        "results/eval.json",
+        layout.path("summary", "eval"),
     output:
         report(
-            "results/eval_{bench}.png",
+            layout.path("summary", "plot"),
             caption="../report/eval.rst",
             category="6. Benchmarks",
             subcategory="{bench}",
         ),
     log:
-        "results/logs/plot_eval/{bench}.log",
+        layout.log("summary", "plot_eval/{bench}"),
     benchmark:
-        "results/benchmarks/plot_eval/{bench}.tsv"
+        layout.benchmark("summary", "plot_eval/{bench}")
     conda:
         "../envs/io.yaml"
     threads: 1

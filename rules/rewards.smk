@@ -1,14 +1,14 @@
 rule reward_shard:
     input:
-        rollouts="results/{exp}/rollouts/rollouts.jsonl",
+        rollouts=layout.path("rollouts", "rollouts"),
         base=base_model,
-        policy=policy_model,
+        policy=round_policy,
     output:
-        "results/{exp}/rewards/shards/{shard}.jsonl",
+        layout.path("rewards", "shard"),
     log:
-        "results/{exp}/logs/rewards/{shard}.log",
+        layout.log("rewards", "rewards/{shard}"),
     benchmark:
-        "results/{exp}/benchmarks/rewards/{shard}.tsv"
+        layout.benchmark("rewards", "rewards/{shard}")
     conda:
         "../envs/eval.yaml"
     threads: lambda w: experiment(w)["rewards"]["threads"]
@@ -25,16 +25,14 @@ rule reward_shard:
 
 rule gather_rewards:
     input:
-        rollouts="results/{exp}/rollouts/rollouts.jsonl",
+        rollouts=layout.path("rollouts", "rollouts"),
         shards=shard_files("rewards"),
     output:
-        scored="results/{exp}/rewards/scored.jsonl",
-        stage="results/{exp}/rewards/ledger_stage.json",
-        summary="results/{exp}/rewards/summary.json",
+        **outputs("rewards", "scored", "stage", "summary"),
     log:
-        "results/{exp}/logs/gather_rewards.log",
+        layout.log("rewards", "gather_rewards"),
     benchmark:
-        "results/{exp}/benchmarks/gather_rewards.tsv"
+        layout.benchmark("rewards", "gather_rewards")
     conda:
         "../envs/io.yaml"
     threads: 1

@@ -1,13 +1,13 @@
 rule rollout_shard:
     input:
-        data="results/{exp}/processed/data.jsonl",
-        model=policy_model,
+        data=layout.path("processed", "data"),
+        model=round_policy,
     output:
-        "results/{exp}/rollouts/shards/{shard}.jsonl",
+        layout.path("rollouts", "shard"),
     log:
-        "results/{exp}/logs/rollouts/{shard}.log",
+        layout.log("rollouts", "rollouts/{shard}"),
     benchmark:
-        "results/{exp}/benchmarks/rollouts/{shard}.tsv"
+        layout.benchmark("rollouts", "rollouts/{shard}")
     conda:
         engine_env("rollouts", "envs/train.yaml")
     threads: lambda w: experiment(w)["rollouts"]["threads"]
@@ -18,22 +18,21 @@ rule rollout_shard:
     params:
         settings=lambda w: experiment(w)["rollouts"],
         seed=CONFIG["seed"],
-        server_logs="results/{exp}/logs/rollouts/servers-{shard}",
+        server_logs=layout.log_folder("rollouts", "rollouts/servers-{shard}"),
     script:
         "../scripts/rollout_shard.py"
 
 
 rule gather_rollouts:
     input:
-        data="results/{exp}/processed/data.jsonl",
+        data=layout.path("processed", "data"),
         shards=shard_files("rollouts"),
     output:
-        rollouts="results/{exp}/rollouts/rollouts.jsonl",
-        stage="results/{exp}/rollouts/ledger_stage.json",
+        **outputs("rollouts", "rollouts", "stage"),
     log:
-        "results/{exp}/logs/gather_rollouts.log",
+        layout.log("rollouts", "gather_rollouts"),
     benchmark:
-        "results/{exp}/benchmarks/gather_rollouts.tsv"
+        layout.benchmark("rollouts", "gather_rollouts")
     conda:
         "../envs/io.yaml"
     threads: 1

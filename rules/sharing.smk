@@ -3,13 +3,13 @@
 # outputs as hard links to the first such experiment's, made by a share_<stage> job, instead of
 # computing them again. Included last: every rule writing a stage's folder gives way to its share
 # rule for the experiments that do not own the stage.
+from juicebox.layout import share_patterns
 from juicebox.sharing import (
     STAGES,
     link_tree,
     names_pattern,
     owner_path,
     owners,
-    path_patterns,
     producers,
 )
 
@@ -31,10 +31,10 @@ for share_stage in STAGES:
     share_borrowers = names_pattern(
         e for e, owner in OWNERS[share_stage].items() if e != owner
     )
-    share_files, share_dirs = path_patterns(share_stage)
+    share_files, share_dirs = share_patterns(share_stage)
     for share_suffix, share_pattern, share_output in (
-        ("", share_files, "results/{exp}/{path}"),
-        ("_dir", share_dirs, directory("results/{exp}/{path}")),
+        ("", share_files, f"{layout.RESULTS}/{{exp}}/{{path}}"),
+        ("_dir", share_dirs, directory(f"{layout.RESULTS}/{{exp}}/{{path}}")),
     ):
         if share_pattern is None:
             continue
@@ -47,7 +47,7 @@ for share_stage in STAGES:
             output:
                 share_output,
             log:
-                "results/{exp}/logs/share/{path}.log",
+                layout.log("share", "share/{path}"),
             wildcard_constraints:
                 exp=share_borrowers,
                 path=share_pattern,

@@ -4,13 +4,13 @@
 
 rule track_eval:
     input:
-        "results/eval.json",
+        layout.path("summary", "eval"),
     output:
-        "results/{exp}/tb/eval/done.json",
+        layout.path("tracking", "done"),
     log:
-        "results/{exp}/logs/track_eval.log",
+        layout.log("tracking", "track_eval"),
     benchmark:
-        "results/{exp}/benchmarks/track_eval.tsv"
+        layout.benchmark("tracking", "track_eval")
     conda:
         "../envs/tracking.yaml"
     threads: 1

@@ -1,15 +1,13 @@
 rule train_dpo:
     input:
-        pairs="results/{exp}/pairs/pairs.parquet",
-        model=policy_model,
+        pairs=layout.path("pairs", "parquet"),
+        model=round_policy,
     output:
-        adapter=directory("results/{exp}/train/adapter"),
-        metrics="results/{exp}/train/metrics.csv",
-        summary="results/{exp}/train/summary.json",
+        **outputs("train", "adapter", "metrics", "summary"),
     log:
-        "results/{exp}/logs/train_dpo.log",
+        layout.log("train", "train_dpo"),
     benchmark:
-        "results/{exp}/benchmarks/train_dpo.tsv"
+        layout.benchmark("train", "train_dpo")
     conda:
         "../envs/train.yaml"
     threads: lambda w: experiment(w)["train"]["threads"]
@@ -40,22 +38,22 @@ rule train_dpo:
 rule plot_training:
     input:
         sft=lambda w: (
-            [f"results/{w.exp}/sft/metrics.csv"]
+            [layout.path("sft", "metrics", exp=w.exp)]
             if experiment(w)["sft"]["enabled"]
             else []
         ),
-        dpo="results/{exp}/train/metrics.csv",
+        dpo=layout.path("train", "metrics"),
     output:
         report(
-            "results/{exp}/train/metrics.png",
+            layout.path("train", "plot"),
             caption="../report/training.rst",
             category="5. Training",
             subcategory="{exp}",
         ),
     log:
-        "results/{exp}/logs/plot_training.log",
+        layout.log("train", "plot_training"),
     benchmark:
-        "results/{exp}/benchmarks/plot_training.tsv"
+        layout.benchmark("train", "plot_training")
     conda:
         "../envs/io.yaml"
     threads: 1

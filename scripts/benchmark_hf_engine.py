@@ -11,7 +11,7 @@ The model is built here, seeded, like the embedded tiny models (--kind text: Qwe
 LLaVA-architecture VLM, 16 image tokens an image) at the size given (--hidden, --layers), or
 read from --model. Prompts are the demo data's math questions (text) or caption prompts with
 their scene images (vlm). --profile adds what explains the ratio: decode time per step against
-batch rows, the prefill's share, padding. Not a test: run it and read the figures (the README
+batch rows, the prefill's share, padding. Not a test: run it and read the figures (docs/results/hf-engine.md
 quotes them).
 
     python scripts/benchmark_hf_engine.py --kind text
@@ -23,18 +23,15 @@ import os
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from juicebox.demo_data import (caption_prompt, draw_scene, math_key, math_question, math_solution,  # noqa: E402
+from juicebox.demo_data import (caption_prompt, draw_scene, math_key, math_question, math_solution,
                                 scene_key, scene_references)
-from juicebox.engines import Prompt, Sampling, make_engine  # noqa: E402
-from juicebox.models import TinySpec, TinyVisionSpec, build_tiny_model, build_tiny_vlm  # noqa: E402
-from juicebox.records import prompt_messages  # noqa: E402
+from juicebox.engines import Prompt, Sampling, make_engine
+from juicebox.models import TinySpec, TinyVisionSpec, build_tiny_model, build_tiny_vlm
+from juicebox.records import prompt_messages
 
 
 def machine() -> str:

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from juicebox.io import setup_logging, write_json
-from juicebox.summary import build
+from juicebox.summary import build, check_schema
 
 log = setup_logging(snakemake.log[0])
 results = {exp: {bench: variants for bench in snakemake.params.benchmarks[exp]}
@@ -12,9 +12,11 @@ summary = build(results, snakemake.params.ranking, snakemake.params.config, snak
                 repo=Path(snakemake.scriptdir).parent, rounds=snakemake.params.rounds,
                 sweeps=snakemake.params.sweeps,
                 pools=snakemake.params.pools)
+check_schema(summary, snakemake.params.schema)
 write_json(snakemake.output[0], summary)
 for row in summary["ranking"]:
-    log.info("%-12s %-5s %s %s = %.4f", row["experiment"], row["variant"], row["benchmark"], row["metric"], row["value"])
+    log.info("%-12s %-5s %s %s = %.4f", row["experiment"], row["variant"], row["benchmark"], row["metric"],
+             row["value"])
 for row in summary["pool_ranking"]:
     log.info("pool %s (%s): best %s = %.4f, vs best pool %s%s", row["pool"], ", ".join(row["experiments"]),
              row["experiment"], row["value"], row["delta_vs_best"], " (significant)" if row["significant"] else "")

@@ -13,7 +13,8 @@ shows what the model takes from the images.
 from juicebox.benchmarks import load_benchmark
 from juicebox.engines import Prompt, Sampling, make_engine
 from juicebox.io import setup_logging, write_json, write_jsonl
-from juicebox.records import blank_image, prompt_messages
+from juicebox.images import blank_image
+from juicebox.records import prompt_messages
 
 log = setup_logging(snakemake.log[0])
 settings = snakemake.params.settings

@@ -1,7 +1,7 @@
 """Rule plot_process_ops: records each Data-Juicer op of the refined recipe kept and dropped."""
 
-from juicebox.figures import plot_op_counts
 from juicebox.io import read_json, setup_logging
+from juicebox.plots import plot_op_counts
 
 setup_logging(snakemake.log[0])
 ops = read_json(snakemake.input[0])["ops"]

@@ -1,7 +1,7 @@
 """Rule plot_rewards: the distribution of every reward over the scored samples, per task."""
 
-from juicebox.figures import plot_rewards, reward_values
 from juicebox.io import read_jsonl, setup_logging
+from juicebox.plots import plot_rewards, reward_values
 
 setup_logging(snakemake.log[0])
 values = reward_values(read_jsonl(snakemake.input[0]))

@@ -11,7 +11,8 @@ from juicebox.shards import parse_shard, select
 log = setup_logging(snakemake.log[0])
 settings = snakemake.params.settings
 index, count = parse_shard(snakemake.wildcards.shard)
-prompts, _ = select_prompts(read_jsonl(snakemake.input.data), settings["tasks"], settings["limit"], snakemake.params.seed)
+prompts, _ = select_prompts(read_jsonl(snakemake.input.data), settings["tasks"], settings["limit"],
+                            snakemake.params.seed)
 records = select(prompts, index, count)
 sampling = Sampling.from_config(settings["sampling"], seed=snakemake.params.seed)
 n = run_shard(records, snakemake.output[0], settings["engine"], snakemake.input.model, None, sampling,

@@ -11,13 +11,10 @@ several GPUs unchanged; the sft and train_dpo rules call it.
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from juicebox.io import setup_logging, write_json  # noqa: E402
-from juicebox.train import train_dpo, train_sft  # noqa: E402
+from juicebox.io import setup_logging, write_json
+from juicebox.options import DPOOptions, SFTOptions
+from juicebox.train import train_dpo, train_sft
 
 
 def main() -> None:
@@ -36,9 +33,10 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    train = train_sft if args.stage == "sft" else train_dpo
+    train, options = (train_sft, SFTOptions) if args.stage == "sft" else (train_dpo, DPOOptions)
     tracking = json.loads(args.tracking) if args.tracking else None
-    result = train(args.data, args.model, args.out, args.metrics, json.loads(args.settings), args.seed, tracking)
+    settings = options.parse(json.loads(args.settings), args.stage)
+    result = train(args.data, args.model, args.out, args.metrics, settings, args.seed, tracking)
     write_json(args.summary, result)
     log.info("%s done: %s", args.stage, result)
 

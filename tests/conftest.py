@@ -1,4 +1,5 @@
-"""Shared test helpers: the repository root, the scripts package on sys.path, Snakemake runs."""
+"""Shared test helpers: the repository root, Snakemake runs, servers and tiny models (the library,
+`juicebox`, is imported as installed: `pip install --no-deps -e .`)."""
 
 import asyncio
 import contextlib
@@ -18,8 +19,11 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the repository's Snakefile with ``workdir`` as working directory."""
+    if _RUNNING["tier"] == "fast":
+        raise AssertionError("a fast-tier test may not run Snakemake: mark it @pytest.mark.workflow")
     cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
@@ -122,3 +126,49 @@ def shape_images(tmp_path_factory) -> dict[str, str]:
     return {name: str(shape_image(folder / f"{name}.png", colour, shape))
             for name, colour, shape in [("red_circle", "red", "circle"), ("blue_square", "blue", "square"),
                                         ("green_triangle", "green", "triangle")]}
+
+
+# --- Test tiers -----------------------------------------------------------------------------------
+# `make test` runs the fast tier, then one pytest run per slow tier (pyproject.toml's markers); a
+# test without a slow-tier marker is fast. The fast tier checks itself: a fast test may not run
+# Snakemake (run_snakemake refuses) nor take longer than FAST_LIMIT_S in its call.
+
+SLOW_TIERS = ("train", "server", "workflow", "slurm")
+FAST_LIMIT_S = float(os.environ.get("JUICEBOX_FAST_LIMIT_S", "60"))
+_RUNNING = {"tier": None}  # the tier of the test being set up, run or torn down
+
+
+def tier_markers(item: pytest.Item) -> list[str]:
+    return [name for name in SLOW_TIERS if item.get_closest_marker(name)]
+
+
+def tier(item: pytest.Item) -> str:
+    """The test's tier: its slow-tier marker, else "fast"."""
+    return (tier_markers(item) or ["fast"])[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Two tier markers would run a test in two of `make test`'s pytest runs: refuse them."""
+    doubled = [f"{item.nodeid}: {', '.join(tier_markers(item))}" for item in items if len(tier_markers(item)) > 1]
+    if doubled:
+        raise pytest.UsageError("tests with more than one tier marker (keep one):\n" + "\n".join(doubled))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _RUNNING["tier"] = tier(item)
+
+
+def pytest_runtest_logfinish(nodeid, location):
+    _RUNNING["tier"] = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call" and report.passed and tier(item) == "fast" and report.duration > FAST_LIMIT_S:
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} is in the fast tier but took {report.duration:.1f} s, over "
+                           f"{FAST_LIMIT_S:g} s (JUICEBOX_FAST_LIMIT_S): mark it train, server or workflow "
+                           f"(pyproject.toml's markers)")
+    return report

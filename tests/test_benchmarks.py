@@ -343,6 +343,7 @@ METEOR_CASES = {
 }
 
 
+@pytest.mark.server  # pycocoevalcap's Java METEOR server, started for each of 4 subsets (30-60 s)
 def test_corpus_meteor_and_bleu_recomputed_from_item_statistics_equal_pycocoevalcap():
     """caption_scores checks its recomputed figures against pycocoevalcap's on every call; here on
     every subset of items that changes which METEOR rule applies (pycocoevalcap's own corpus figure

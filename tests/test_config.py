@@ -71,6 +71,7 @@ def test_bad_pool_step_and_bad_experiment_name():
         resolved(cfg)
 
 
+@pytest.mark.workflow
 def test_snakemake_refuses_a_bad_config_before_any_job(workdir):
     cfg = base()
     cfg["seed"] = "forty-two"

@@ -9,6 +9,9 @@ import re
 import pytest
 
 from conftest import run_snakemake
+from juicebox import layout
+
+pytestmark = pytest.mark.workflow
 
 ENGINE = "defaults:\n  rollouts:\n    engine: {block}\n"
 EXPERIMENT = "experiments:\n  mine:\n    {key}: {block}\n"
@@ -35,8 +38,9 @@ CASES = {
     "reward wrong value": ("defaults:\n  rewards:\n    functions: [{type: reference_caption, metric: cider}]\n",
                            r"defaults\.rewards\.functions\[0\]\.metric: expected one of .*found 'cider'"),
     "reward unknown type": ("defaults:\n  rewards:\n    functions: [{type: bleu}]\n",
-                            r"defaults\.rewards\.functions\[0\]\.type: unknown reward type 'bleu'; known: "
-                            r"dpo_implicit, judge, python, reference_caption, reward_model, short_answer, verifier_math"),
+                            r"defaults\.rewards\.functions\[0\]\.type: unknown reward type 'bleu'; "
+                            r"known: dpo_implicit, judge, python, reference_caption, reward_model, short_answer, "
+                            r"verifier_math"),
     # pairing
     "pairing misspelt key": (EXPERIMENT.format(key="pairing", block="{type: all_pairs, min_margn: 0.5}"),
                              r"experiments\.mine\.pairing: unknown key 'min_margn' \(did you mean 'min_margin'\?\)"),
@@ -113,4 +117,4 @@ def test_a_user_block_of_another_type_replaces_the_demos(workdir):
     (workdir / "user.yaml").write_text("defaults:\n  rollouts:\n    engine: {type: openai, endpoints: "
                                        "['http://127.0.0.1:8000']}\nexperiments:\n  mine: {}\n")
     proc = run_snakemake(workdir, "--configfile", "user.yaml", "-n")
-    assert "results/mine/rollouts/shards/1-of-2.jsonl" in proc.stdout
+    assert layout.path("rollouts", "shard", exp="mine", round=1, shard="1-of-2") in proc.stdout

@@ -3,7 +3,11 @@
 import html
 import re
 
+import pytest
+
 from conftest import ROOT, run_snakemake
+
+pytestmark = pytest.mark.workflow
 
 SVG = ROOT / "docs" / "rulegraph.svg"
 

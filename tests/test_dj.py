@@ -10,7 +10,8 @@ from juicebox import dj
 
 def records():
     texts = ["<b>What is 2 plus 3?</b>", "What is 4 plus 5?", "What is 4 plus 5?", "x", "Tell me 7 times 8."]
-    return [{"id": f"r{i}", "task": "math", "prompt": t, "answer": "1", "meta": {"k": [i]}} for i, t in enumerate(texts)]
+    return [{"id": f"r{i}", "task": "math", "prompt": t, "answer": "1", "meta": {"k": [i]}}
+            for i, t in enumerate(texts)]
 
 
 def recipe(tmp_path, process, **extra):
@@ -59,7 +60,8 @@ def test_analyze_returns_stats_in_pool_order(tmp_path):
                              {"words_num_filter": {"min_num": 1}}])
     stats = dj.analyze(records(), path, str(tmp_path / "scratch"), 1)
     assert [s["id"] for s in stats] == [f"r{i}" for i in range(5)]
-    assert stats[1]["stats"]["text_len"] == len("What is 4 plus 5?") and stats[1]["stats"]["num_words"] == 3  # Data-Juicer drops "4" and "5?"
+    assert stats[1]["stats"]["text_len"] == len("What is 4 plus 5?")
+    assert stats[1]["stats"]["num_words"] == 3  # Data-Juicer drops "4" and "5?"
 
 
 def test_the_probe_leaves_out_ops_that_only_run_on_ray(tmp_path):
@@ -138,6 +140,7 @@ def test_a_mapper_that_splits_records_gets_unique_ids(tmp_path):
     assert [r["id"] for r in kept][:2] == ["r0", "r0#s1"]
 
 
+@pytest.mark.server
 def test_ray_executor_keeps_and_counts_what_the_default_executor_does(tmp_path):
     """dj.executor: ray on a private local Ray (2 CPUs, no dashboard): the same per-op counts and the
     same kept records in the same order, with the pool split into 4 Ray blocks."""
@@ -171,6 +174,7 @@ def test_ray_executor_refuses_ops_without_ray_support_before_starting_ray(tmp_pa
         dj.process(records(), path, str(tmp_path / "scratch"), {"executor": "ray", "np": 1, "ray_address": "local"})
 
 
+@pytest.mark.server
 def test_on_ray_an_op_that_raises_fails_with_its_name_and_workers_install_nothing(tmp_path, monkeypatch):
     """A (custom) op reaches for a missing package only on the Ray workers: upstream would pip/uv-install
     it there, and skip_op_error: true would then skip the op."""

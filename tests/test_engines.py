@@ -208,6 +208,7 @@ def test_prompt_messages_text_chat_and_system_prompt():
 
 # --- hf engine --------------------------------------------------------------------------------------
 
+@pytest.mark.train
 def test_hf_engine_answers_every_prompt_n_times(model_dir):
     sampling = Sampling(n=3, temperature=1.0, max_tokens=12, seed=7)
     engine = hf_engine(model_dir, sampling, batch_size=4)
@@ -227,6 +228,7 @@ def test_hf_engine_answers_every_prompt_n_times(model_dir):
     assert engine.provenance() == {"type": "hf", "model": model_dir, "adapter": None, "batch_size": 4}
 
 
+@pytest.mark.train
 def test_hf_engine_same_seed_same_answers_in_any_prompt_order(model_dir):
     sampling = Sampling(n=3, temperature=1.0, max_tokens=12, seed=7)
     items = prompts(10)
@@ -237,6 +239,7 @@ def test_hf_engine_same_seed_same_answers_in_any_prompt_order(model_dir):
     assert other_seed != first
 
 
+@pytest.mark.train
 def test_hf_engine_greedy_repeats_one_answer(model_dir):
     greedy = Sampling(n=3, temperature=0.0, max_tokens=10)
     engine = make_engine({"type": "hf", "batch_size": 3}, model_dir, None, greedy)
@@ -247,6 +250,7 @@ def test_hf_engine_greedy_repeats_one_answer(model_dir):
         assert len({(a["text"], a["n_tokens"], a["finish_reason"]) for a in answers}) == 1
 
 
+@pytest.mark.train
 def test_hf_engine_greedy_preset_samples_its_n_answers(model_dir):
     """The toolkit's greedy is temperature 0.01: sampled n times, not one argmax answer repeated."""
     engine = make_engine({"type": "hf", "batch_size": 2}, model_dir, None,
@@ -274,6 +278,7 @@ def prefill_rows(engine) -> list[int]:
     return rows
 
 
+@pytest.mark.train
 def test_hf_engine_prefills_each_prompt_once_with_the_same_answers(model_dir):
     sampling = Sampling(n=4, temperature=1.0, max_tokens=8, seed=3, presence_penalty=0.5)
     items = prompts(6)
@@ -287,6 +292,7 @@ def test_hf_engine_prefills_each_prompt_once_with_the_same_answers(model_dir):
     assert collect(plain, items)[0] == answers and rows == [12, 12]
 
 
+@pytest.mark.train
 def test_hf_engine_top_k_0_samples_from_the_whole_vocabulary(model_dir):
     """top_k 0 is off: transformers' default top_k (50) must not apply."""
     engine = hf_engine(model_dir, Sampling(n=300, temperature=1.0, max_tokens=1, seed=0))
@@ -334,9 +340,11 @@ def reference_argmax(engine, text: str, max_tokens: int, presence: float) -> lis
     return out
 
 
+@pytest.mark.train
 def test_presence_penalty_flips_the_hf_engines_choice(model_dir):
     max_tokens, presence = 10, 100.0
-    plain = make_engine({"type": "hf", "batch_size": 1}, model_dir, None, Sampling(temperature=0.0, max_tokens=max_tokens))
+    plain = make_engine({"type": "hf", "batch_size": 1}, model_dir, None,
+                        Sampling(temperature=0.0, max_tokens=max_tokens))
     penalised = make_engine({"type": "hf", "batch_size": 1}, model_dir, None,
                             Sampling(temperature=0.0, max_tokens=max_tokens, presence_penalty=presence))
     # a prompt whose argmax answer repeats a token, so the penalty has something to act on
@@ -371,6 +379,7 @@ def test_presence_penalty_flips_the_hf_engines_choice(model_dir):
 
 # --- openai engine on real servers -------------------------------------------------------------------
 
+@pytest.mark.server
 def test_openai_engine_on_launched_transformers_server(model_dir, tmp_path, monkeypatch, juicebox_log):
     secret = "sk-test-7f3a9c-never-logged"
     monkeypatch.setenv("JUICEBOX_TEST_API_KEY", secret)
@@ -410,6 +419,7 @@ def test_openai_engine_on_launched_transformers_server(model_dir, tmp_path, monk
         urllib.request.urlopen(f"{urls[0]}/health", timeout=2)
 
 
+@pytest.mark.server
 def test_openai_engine_launches_its_server_and_stops_it_on_close(model_dir, tmp_path):
     cfg = {"type": "openai", "launch": {"kind": "transformers", "startup_timeout": STARTUP_TIMEOUT}, "concurrency": 2}
     engine = make_engine(cfg, model_dir, None, Sampling(n=2, temperature=1.0, max_tokens=4),
@@ -438,6 +448,7 @@ def test_openai_engine_needs_its_api_key_variable(monkeypatch):
         openai_engine("m", Sampling())
 
 
+@pytest.mark.server
 def test_openai_engine_survives_a_server_killed_mid_run(model_dir, tmp_path, juicebox_log):
     (proc1, url1), (proc2, url2) = (start_server(model_dir, tmp_path / f"server-{i}.log") for i in (1, 2))
     try:
@@ -543,7 +554,8 @@ def test_openai_engine_sends_presence_and_frequency_penalty_only_when_set(fake_o
     qwen_ins = Sampling.from_config({"preset": "qwen_ins", "n": 2, "max_tokens": 4}, seed=0)
     samples, _ = collect(fake_engine(url, qwen_ins, request_n=True), prompts(1))
     body = state.bodies[-1]
-    assert (body["temperature"], body["top_p"], body["top_k"], body["presence_penalty"], body["n"]) == (0.7, 0.8, 20, 1.5, 2)
+    assert (body["temperature"], body["top_p"], body["top_k"], body["presence_penalty"], body["n"]) == \
+        (0.7, 0.8, 20, 1.5, 2)
     assert "frequency_penalty" not in body and "repetition_penalty" not in body  # 1.0: neutral, not sent
     collect(fake_engine(url, replace(qwen_ins, frequency_penalty=0.25)), prompts(1))
     assert state.bodies[-1]["frequency_penalty"] == 0.25
@@ -602,6 +614,7 @@ def test_transformers_serve_refuses_penalties_by_name_before_launching():
         make_engine(cfg, "no/such/model", None, Sampling.from_config({"preset": "qwen_ins"}, seed=0))
 
 
+@pytest.mark.train
 def test_launched_vllm_keeps_neutral_sampling_neutral(model_dir, monkeypatch):
     # The engine leaves neutral fields out of a request; a vLLM server would fill them from the
     # model's generation_config.json unless told to use its own neutral defaults.

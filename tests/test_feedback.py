@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_snakemake
-from juicebox import dj
+from juicebox import dj, layout
 from juicebox.config import ConfigError, compose, resolve
 from juicebox.io import read_yaml, write_yaml
 from juicebox.ksigma import (MAD_SCALE, MODEL_STAT_FILTER, KSigmaSettings, refine_recipe, split_recipe,
@@ -285,6 +285,7 @@ def test_recipe_model_filters_need_feedback(tmp_path):
 
 # --- the workflow ---------------------------------------------------------------------------
 
+@pytest.mark.workflow
 def test_dry_run_probes_with_the_model_before_refining_and_processing(workdir):
     cfg = yaml.safe_load((ROOT / ".test" / "config_ci" / "config.yaml").read_text())
     cfg["experiments"]["feedback"] = {
@@ -292,7 +293,8 @@ def test_dry_run_probes_with_the_model_before_refining_and_processing(workdir):
         "feedback": {"enabled": True, "model": "sft", "from": "raw",
                      "filters": [{"stat": "model_loss", "max_value": None}, {"stat": "pass_rate", "min_value": None}]}}
     (workdir / "feedback.yaml").write_text(yaml.safe_dump(cfg))
-    target = ["results/feedback/processed/data.jsonl", "results/feedback/probe/model_histograms"]
+    target = [layout.path("processed", "data", exp="feedback"),
+              layout.path("probe", "model_histograms", exp="feedback")]
     proc = run_snakemake(workdir, *target, "--configfile", "feedback.yaml", "--rulegraph")
     edges = {(a, b) for a, b in re.findall(r'"(\w+)" -> "(\w+)"', dot_labels(proc.stdout))}
     assert {("sft", "probe_model"), ("gather_rewards", "probe_model"), ("probe_model", "refine_recipe_ksigma"),
@@ -307,7 +309,7 @@ def test_dry_run_probes_with_the_model_before_refining_and_processing(workdir):
     assert position[("sft", "raw")] < position[("gather_rewards", "raw")] < position[("probe_model", "feedback")] \
         < position[("refine_recipe_ksigma", "feedback")] < position[("process_data", "feedback")]
     # raw (no feedback) reads no model stats: its refine and processing wait for no model probe
-    proc = run_snakemake(workdir, "results/raw/processed/data.jsonl", "--configfile", "feedback.yaml", "-n")
+    proc = run_snakemake(workdir, layout.path("processed", "data", exp="raw"), "--configfile", "feedback.yaml", "-n")
     assert "probe_model" not in proc.stdout and "refine_recipe_ksigma" in proc.stdout
 
 

@@ -1,6 +1,6 @@
 """Report figures: which reward values are plotted, and figures from edge-case inputs."""
 
-from juicebox.figures import plot_benchmark, plot_margins, reward_values
+from juicebox.plots import plot_benchmark, plot_margins, reward_values
 
 
 def sample(reward, **rewards):

@@ -47,7 +47,8 @@ def test_ratio_clamped_to_one_and_user_bound_never_loosened():
     recipe = {"process": [{"alphanumeric_filter": {"min_ratio": 0.95}}]}
     refined, changes = refine_recipe(recipe, columns(alnum_ratio=RATIOS), KSigmaSettings(k=3.0), op_signature)
     mean, std = statistics.fmean(RATIOS), statistics.stdev(RATIOS)
-    lower, upper = change(changes, "alphanumeric_filter", "min_ratio"), change(changes, "alphanumeric_filter", "max_ratio")
+    lower = change(changes, "alphanumeric_filter", "min_ratio")
+    upper = change(changes, "alphanumeric_filter", "max_ratio")
     assert lower["computed"] == pytest.approx(mean - 3 * std) and lower["computed"] < 0.95
     assert lower["after"] == 0.95  # the user's tighter bound stays
     assert upper["computed"] == pytest.approx(mean + 3 * std) and upper["computed"] > 1

@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from conftest import make_workdir, run_snakemake
+from juicebox import layout
 from juicebox.ledger import check
+from juicebox.models import POLICY_PROVENANCE
 
 CONFIG = "loop.yaml"
 SWEPT = "beta-beta0.3-rounds1"
@@ -37,21 +39,26 @@ def lines(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def at(stage, name, exp="raw", round=1, **wildcards):
+    """An output's path relative to the work folder (as the jobs write it into provenance)."""
+    return layout.path(stage, name, exp=exp, round=round, **wildcards)
+
+
 def test_second_round_samples_from_the_first_rounds_policy(loop):
-    raw = loop / "results/raw"
-    policy = json.loads((raw / "round2/policy/juicebox_policy.json").read_text())
-    weights = raw / "train/adapter/adapter_model.safetensors"
-    assert policy == {"round": 2, "base": "results/raw/sft/model", "adapter": "results/raw/train/adapter",
+    policy = json.loads((loop / at("policy", "policy", round=2) / POLICY_PROVENANCE).read_text())
+    weights = loop / at("train", "adapter") / "adapter_model.safetensors"
+    assert policy == {"round": 2, "base": at("sft", "model"), "adapter": at("train", "adapter"),
                       "adapter_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
-    rollouts = lines(raw / "round2/rollouts/rollouts.jsonl")
-    assert rollouts and {r["model"] for r in rollouts} == {"results/raw/round2/policy"}
+    rollouts = lines(loop / at("rollouts", "rollouts", round=2))
+    assert rollouts and {r["model"] for r in rollouts} == {at("policy", "policy", round=2)}
     # round 1 sampled from raw's SFT model (computed once, with the sweep point: its owner's path)
-    first, = {r["model"] for r in lines(raw / "rollouts/rollouts.jsonl")}
-    assert (loop / first / "model.safetensors").stat().st_ino == (raw / "sft/model/model.safetensors").stat().st_ino
+    first, = {r["model"] for r in lines(loop / at("rollouts", "rollouts"))}
+    sft = loop / at("sft", "model") / "model.safetensors"
+    assert (loop / first / "model.safetensors").stat().st_ino == sft.stat().st_ino
     # round 2 trained its own adapter on its own pairs, from the merged policy
-    summary = json.loads((raw / "round2/train/summary.json").read_text())
-    assert summary["pairs"] == len(lines(raw / "round2/pairs/pairs.jsonl"))
-    assert (raw / "round2/train/adapter/adapter_model.safetensors").read_bytes() != weights.read_bytes()
+    summary = json.loads((loop / at("train", "summary", round=2)).read_text())
+    assert summary["pairs"] == len(lines(loop / at("pairs", "jsonl", round=2)))
+    assert (loop / at("train", "adapter", round=2) / "adapter_model.safetensors").read_bytes() != weights.read_bytes()
 
 
 def test_ledger_and_eval_json_cover_every_round(loop):
@@ -60,27 +67,34 @@ def test_ledger_and_eval_json_cover_every_round(loop):
     assert list(ledger["rounds"]) == ["2"]
     section = ledger["rounds"]["2"]
     assert section["stages"]["rollouts"]["in"] == ledger["stages"]["process"]["kept"]
-    assert section["training"]["dpo"]["in"] == len(lines(loop / "results/raw/round2/pairs/pairs.jsonl"))
+    assert section["training"]["dpo"]["in"] == len(lines(loop / at("pairs", "jsonl", round=2)))
     summary = json.loads((loop / "results/eval.json").read_text())
     curve = summary["experiments"]["raw"]["rounds"]["demo_math"]["pass@1"]
     assert [(p["round"], p["variant"]) for p in curve] == [(0, "sft"), (1, "dpo"), (2, "dpo")]
-    round2 = json.loads((loop / "results/raw/round2/eval/demo_math/dpo.json").read_text())
-    assert curve[2]["value"] == round2["metrics"]["pass@1"] and round2["adapter"] == "results/raw/round2/train/adapter"
+    round2 = json.loads((loop / layout.eval_path("metrics", "dpo", exp="raw", bench="demo_math", round=2)).read_text())
+    assert curve[2]["value"] == round2["metrics"]["pass@1"] and round2["adapter"] == at("train", "adapter", round=2)
     assert "rounds" not in summary["experiments"][SWEPT]
 
 
 def test_sweep_point_shares_everything_before_its_dpo(loop):
-    raw, swept = loop / "results/raw", loop / "results" / SWEPT
+    def same_file(path, *inside):
+        raw, swept = (loop.joinpath(path(exp), *inside) for exp in ("raw", SWEPT))
+        return raw.stat().st_ino == swept.stat().st_ino
 
-    def same_file(rel):
-        return (raw / rel).stat().st_ino == (swept / rel).stat().st_ino
+    def output(stage, name):
+        return lambda exp: at(stage, name, exp=exp)
 
-    for rel in ("processed/data.jsonl", "sft/model/model.safetensors", "rollouts/rollouts.jsonl",
-                "rewards/scored.jsonl", "pairs/pairs.parquet", "eval/demo_math/base.json", "eval/demo_math/sft.json"):
-        assert same_file(rel), rel
-    assert not same_file("train/adapter/adapter_model.safetensors") and not same_file("eval/demo_math/dpo.json")
-    assert not (swept / "round2").exists()
-    check(json.loads((swept / "ledger.json").read_text()))
+    def evaluated(variant):
+        return lambda exp: layout.eval_path("metrics", variant, exp=exp, bench="demo_math")
+
+    for path, inside in [(output("processed", "data"), ()), (output("sft", "model"), ("model.safetensors",)),
+                         (output("rollouts", "rollouts"), ()), (output("rewards", "scored"), ()),
+                         (output("pairs", "parquet"), ()), (evaluated("base"), ()), (evaluated("sft"), ())]:
+        assert same_file(path, *inside), path(SWEPT)
+    assert not same_file(output("train", "adapter"), "adapter_model.safetensors")
+    assert not same_file(evaluated("dpo"))
+    assert not (loop / layout.folder("policy", exp=SWEPT, round=2)).exists()
+    check(json.loads((loop / at("ledger", "ledger", exp=SWEPT)).read_text()))
     summary = json.loads((loop / "results/eval.json").read_text())
     points = summary["sweeps"]["beta"]["ranking"]
     assert {row["experiment"] for row in points} == {"raw", SWEPT}
@@ -89,14 +103,14 @@ def test_sweep_point_shares_everything_before_its_dpo(loop):
 
 
 def test_feedback_refinement_drops_records_by_the_other_experiments_model(loop):
-    res = loop / "results/feedback"
+    res = loop / layout.folder("ledger", exp="feedback")
     stats = lines(res / "probe/model_stats.jsonl")
     pool = lines(res / "pool/pool.jsonl")
     assert [row["id"] for row in stats] == [r["id"] for r in pool]
     losses = [row["stats"]["model_loss"] for row in stats if "model_loss" in row["stats"]]
     # (records whose prompt and answer exceed feedback.max_length, the overlong junk, get none)
     assert len(losses) > len(pool) * 0.9 and all(loss > 0 for loss in losses)
-    rolled = {r["id"] for r in lines(loop / "results/raw/rewards/scored.jsonl")}
+    rolled = {r["id"] for r in lines(loop / at("rewards", "scored"))}
     assert {row["id"] for row in stats if "pass_rate" in row["stats"]} == rolled
     change = next(c for c in json.loads((res / "recipe/changes.json").read_text()) if c["op"] == "model_stat_filter")
     assert change["stat"] == "model_loss" and change["after"] is not None

@@ -29,7 +29,7 @@ def direct_loss(path, messages, target, images=None):
     processing, tokenizer = loaded.processing, loaded.tokenizer
     prompt = processing.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if images:
-        from juicebox.records import load_image
+        from juicebox.images import load_image
 
         enc = processing(text=[prompt], images=[[load_image(i) for i in images]], add_special_tokens=False,
                          return_tensors="pt")
@@ -51,6 +51,7 @@ def test_sft_target_is_the_answer_else_the_first_reference():
     assert sft_target({"answer": "", "references": []}) is None and sft_target({}) is None
 
 
+@pytest.mark.train
 def test_text_model_loss_matches_a_direct_forward_pass(tiny_text):
     records = [
         {"id": "a", "task": "math", "prompt": "What is 2 + 3?", "answer": "5"},
@@ -76,6 +77,7 @@ def test_text_model_loss_matches_a_direct_forward_pass(tiny_text):
     assert set(summary) == {"model_loss", "model_tokens"} and summary["model_loss"]["count"] == 3
 
 
+@pytest.mark.train
 def test_records_over_max_length_get_no_model_stats(tiny_text):
     records = [{"id": "short", "prompt": "What is 2 + 3?", "answer": "5"},
                {"id": "long", "prompt": "What is 2 + 3? " * 40, "answer": "5"}]
@@ -83,6 +85,7 @@ def test_records_over_max_length_get_no_model_stats(tiny_text):
     assert "model_loss" in rows[0]["stats"] and rows[1]["stats"] == {}
 
 
+@pytest.mark.train
 def test_vlm_loss_sees_the_image(tiny_vlm, shape_images):
     records = [
         {"id": "v1", "task": "caption", "prompt": "Describe the image.", "references": ["A red circle."],
@@ -102,6 +105,7 @@ def test_vlm_loss_sees_the_image(tiny_vlm, shape_images):
     assert abs(rows["v1"]["model_loss"] - rows["v2"]["model_loss"]) > 1e-4
 
 
+@pytest.mark.train
 def test_reward_stats_from_scored_rollouts(tmp_path, tiny_text):
     scored = tmp_path / "scored.jsonl"
     write_jsonl(scored, [

@@ -15,6 +15,7 @@ def digest(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+@pytest.mark.train
 def test_tiny_model_is_a_seeded_qwen2_with_a_chat_template(tmp_path):
     summary = build_tiny_model(tmp_path / "a", TEXTS, seed=1, spec=SPEC)
     build_tiny_model(tmp_path / "b", TEXTS, seed=1, spec=SPEC)
@@ -35,13 +36,15 @@ def test_tiny_model_is_a_seeded_qwen2_with_a_chat_template(tmp_path):
 
 
 def test_hub_ids_and_their_folders(tmp_path):
-    assert is_hub_id("Qwen/Qwen2.5-0.5B-Instruct") and model_slug("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen--Qwen2.5-0.5B-Instruct"
+    assert is_hub_id("Qwen/Qwen2.5-0.5B-Instruct")
+    assert model_slug("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen--Qwen2.5-0.5B-Instruct"
     assert not is_hub_id(str(tmp_path)) and not is_hub_id("./models/x") and not is_hub_id("tiny")
 
 
 def test_download_offline_fails_at_once_saying_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     target = tmp_path / "Qwen--Qwen2.5-0.5B"
-    with pytest.raises(ModelUnavailable, match=r"HF_HUB_OFFLINE.*put a Hugging Face model directory.*Qwen--Qwen2.5-0.5B"):
+    with pytest.raises(ModelUnavailable,
+                       match=r"HF_HUB_OFFLINE.*put a Hugging Face model directory.*Qwen--Qwen2.5-0.5B"):
         download_model("Qwen/Qwen2.5-0.5B", target)
     assert not target.exists()

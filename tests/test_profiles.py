@@ -9,6 +9,8 @@ import yaml
 
 from conftest import ROOT, SNAKEMAKE, run_snakemake
 
+pytestmark = pytest.mark.workflow
+
 CONFIG = ".test/config_ci/config.yaml"
 
 

@@ -89,6 +89,7 @@ def test_report_rules_category_names_are_numbered_once_and_have_no_colon():
     assert not [name for name in names if ":" in name or "`" in name], names
 
 
+@pytest.mark.workflow
 def test_docutils_warns_about_nothing(report):
     _, path, output = report
     assert "Report created." in output
@@ -144,6 +145,7 @@ def visible_text(dom: str) -> str:
     return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", " ", body)))
 
 
+@pytest.mark.workflow
 def test_front_page_renders_in_chromium_without_system_messages(report, chromium):
     work, path, _ = report
     proc = headless(chromium, "--dump-dom", path.as_uri())

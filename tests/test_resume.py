@@ -25,15 +25,17 @@ import pytest
 import yaml
 
 from conftest import ROOT, SNAKEMAKE, run_snakemake
+from juicebox import layout
 
 pytestmark = pytest.mark.workflow
 CONFIG = "resume.yaml"
 CORES = "2"
 BATCH = 4  # rollout batch size and reward chunk: each shard holds several of each
-EXP = Path("results/raw")
-ROLLOUT_SHARD = EXP / "rollouts/shards/1-of-2.jsonl"
-REWARD_SHARD = EXP / "rewards/shards/1-of-2.jsonl"
-TRAIN = EXP / "train"
+EXP = Path(layout.folder("ledger", exp="raw"))
+ROLLOUT_SHARD = Path(layout.path("rollouts", "shard", exp="raw", round=1, shard="1-of-2"))
+REWARD_SHARD = Path(layout.path("rewards", "shard", exp="raw", round=1, shard="1-of-2"))
+TRAIN = Path(layout.folder("train", exp="raw", round=1))
+TRAIN_LOG = Path(layout.log("train", "train_dpo").format(exp="raw", round=1))
 
 
 def small_config(work: Path) -> None:
@@ -190,7 +192,7 @@ def test_dpo_killed_after_a_checkpoint_resumes_byte_identical_through_snakemake(
     assert killed_at < steps, "training ended before it could be killed"
     rerun_after_unlock(work, [str(TRAIN / "summary.json")])
     assert f"resuming from {checkpoints / f'checkpoint-{killed_at}'}".replace(str(work) + "/", "") \
-        in (work / EXP / "logs/train_dpo.log").read_text()
+        in (work / TRAIN_LOG).read_text()
     adapter_files = sorted(p.relative_to(reference) for p in (reference / TRAIN / "adapter").rglob("*") if p.is_file())
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in adapter_files}
     assert sorted(p.relative_to(work) for p in (work / TRAIN / "adapter").rglob("*") if p.is_file()) == adapter_files
@@ -202,7 +204,7 @@ def test_dpo_killed_after_a_checkpoint_resumes_byte_identical_through_snakemake(
     logged = [int(row.split(",")[0]) for row in rows]
     assert logged == sorted(set(logged)) and logged[-1] == steps and killed_at in logged
     train_loss = json.loads((reference / TRAIN / "summary.json").read_text())["train_loss"]
-    reference_log = (reference / EXP / "logs/train_dpo.log").read_text()
+    reference_log = (reference / TRAIN_LOG).read_text()
     assert f"train_loss {train_loss!r} over {steps} step(s); the Trainer reports {train_loss!r}" in reference_log
 
 

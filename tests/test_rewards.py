@@ -150,6 +150,7 @@ def dpo_records():
             record("p3", [])]
 
 
+@pytest.mark.train
 def test_answer_logprobs_batched_equals_unbatched(tiny):
     tokenizer = AutoTokenizer.from_pretrained(tiny["a"])
     assert end_of_turn_ids(tokenizer) == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
@@ -162,6 +163,7 @@ def test_answer_logprobs_batched_equals_unbatched(tiny):
         assert lp == pytest.approx(hand_logprobs(tiny["a"], m, a), abs=1e-5)
 
 
+@pytest.mark.train
 def test_dpo_implicit_same_model_is_exactly_zero(tiny):
     reward = make_reward({"type": "dpo_implicit", "reward_model": tiny["a"], "ref_model": tiny["a"]})
     scores = reward.score(dpo_records())
@@ -171,6 +173,7 @@ def test_dpo_implicit_same_model_is_exactly_zero(tiny):
         assert value == 0.0 and all(details[k] == 0.0 for k in ("sum", "avg", "min", "last"))
 
 
+@pytest.mark.train
 def test_dpo_implicit_matches_hand_computed_log_probs(tiny):
     beta = 0.5
     context = RewardContext(policy_model=tiny["b"], base_model=tiny["a"])
@@ -200,6 +203,7 @@ def test_dpo_implicit_matches_hand_computed_log_probs(tiny):
     assert {f"dpo_implicit.{k}" for k in ("sum", "avg", "min", "last")} <= set(sample["rewards"])
 
 
+@pytest.mark.train
 def test_dpo_implicit_adapter_against_its_own_base(tiny):
     """Reward = base + LoRA adapter, reference = the same base: the adapter is switched off for it."""
     reward = make_reward({"type": "dpo_implicit", "reward_model": tiny["a"], "adapter": tiny["lora"],
@@ -223,6 +227,7 @@ def test_dpo_implicit_rejects_bad_config():
 
 # --- reward_model -----------------------------------------------------------------------------
 
+@pytest.mark.train
 def test_reward_model_score_is_its_logit(tiny):
     records = [record("p1", ["The answer is 5.", "5"], prompt="What is 2 plus 3?"),
                record("p2", ["Two cats sleep on a sofa and a dog runs on the grass."], prompt=CHAT)]
@@ -486,7 +491,8 @@ def test_combined_none_is_never_zero(reward_file):
 
 
 def test_combined_config_errors(reward_file):
-    with pytest.raises(ValueError, match=r"rewards\.functions\[0\]\.type: unknown reward type 'bleu'; known: dpo_implicit, judge, python"):
+    with pytest.raises(ValueError, match=r"rewards\.functions\[0\]\.type: unknown reward type 'bleu'; "
+                                         r"known: dpo_implicit, judge, python"):
         CombinedReward([{"type": "bleu"}])
     with pytest.raises(ValueError, match=r"rewards\.functions\[0\]: unknown key 'metrik' \(did you mean 'metric'\?\)"):
         CombinedReward([{"type": "reference_caption", "metrik": "CIDEr"}])

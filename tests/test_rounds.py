@@ -5,11 +5,13 @@ which experiments share which stages (the two-round run itself: tests/test_workf
 import hashlib
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ROOT, SNAKEMAKE
+from juicebox import layout
 from juicebox.io import write_json, write_jsonl
 from juicebox.ledger import LedgerError, assemble, stage
 from juicebox.sharing import link_tree, owners, stage_keys, stages_of
@@ -38,22 +40,22 @@ def test_ledger_has_a_section_per_later_round_checked_like_the_first():
         assemble(PROCESSED, {}, {2: (round_stages(), {"dpo": {**dpo, "kept": 3}})})
 
 
-def write_variant(folder, variant, scores, ci):
+def write_variant(root, exp, variant, scores, ci, round_=1):
     rows = [{"id": f"q{i}", "score": {"accuracy": s}, "stats": {"items": 1, "accuracy": s}}
             for i, s in enumerate(scores)]
-    write_jsonl(folder / f"{variant}.jsonl", rows)
-    write_json(folder / f"{variant}.json", {"n": len(scores), "metrics": {"accuracy": sum(scores) / len(scores)},
-                                             "ci95": {"accuracy": ci}, "variant": variant,
-                                             "benchmark": {"type": "vqa"}})
+    where = {"root": root, "exp": exp, "bench": "bench", "round": round_}
+    write_jsonl(Path(layout.eval_path("predictions", variant, **where)), rows)
+    write_json(Path(layout.eval_path("metrics", variant, **where)),
+               {"n": len(scores), "metrics": {"accuracy": sum(scores) / len(scores)}, "ci95": {"accuracy": ci},
+                "variant": variant, "benchmark": {"type": "vqa"}})
 
 
 def test_round_curve_goes_from_the_policy_through_every_round(tmp_path):
-    exp = tmp_path / "exp"
-    write_variant(exp / "eval/bench", "base", [0, 0, 0, 0], [0, 0])
-    write_variant(exp / "eval/bench", "sft", [0, 0, 1, 0], [0, 0.75])
-    write_variant(exp / "eval/bench", "dpo", [0, 1, 1, 0], [0, 1])
-    write_variant(exp / "round2/eval/bench", "dpo", [1, 1, 1, 1], [1, 1])
-    curve = round_curves(exp, {"bench": ["base", "sft", "dpo"]}, [2], seed=0)["bench"]["accuracy"]
+    write_variant(tmp_path, "exp", "base", [0, 0, 0, 0], [0, 0])
+    write_variant(tmp_path, "exp", "sft", [0, 0, 1, 0], [0, 0.75])
+    write_variant(tmp_path, "exp", "dpo", [0, 1, 1, 0], [0, 1])
+    write_variant(tmp_path, "exp", "dpo", [1, 1, 1, 1], [1, 1], round_=2)
+    curve = round_curves(tmp_path, "exp", {"bench": ["base", "sft", "dpo"]}, [2], seed=0)["bench"]["accuracy"]
     assert [(p["round"], p["variant"], p["value"]) for p in curve] == [(0, "sft", 0.25), (1, "dpo", 0.5),
                                                                         (2, "dpo", 1.0)]
     assert curve[0]["ci95"] == [0, 0.75] and "delta_vs_previous" not in curve[0]
@@ -62,13 +64,14 @@ def test_round_curve_goes_from_the_policy_through_every_round(tmp_path):
     low, high = curve[2]["delta_vs_previous_ci95"]
     assert 0 <= low <= 0.5 <= high <= 1
     # without sft the curve starts at the base model
-    write_variant(tmp_path / "nosft/eval/bench", "base", [0, 0, 0, 0], [0, 0])
-    write_variant(tmp_path / "nosft/eval/bench", "dpo", [1, 0, 0, 0], [0, 0.5])
-    write_variant(tmp_path / "nosft/round2/eval/bench", "dpo", [1, 1, 0, 0], [0, 1])
-    curve = round_curves(tmp_path / "nosft", {"bench": ["base", "dpo"]}, [2], seed=0)["bench"]["accuracy"]
+    write_variant(tmp_path, "nosft", "base", [0, 0, 0, 0], [0, 0])
+    write_variant(tmp_path, "nosft", "dpo", [1, 0, 0, 0], [0, 0.5])
+    write_variant(tmp_path, "nosft", "dpo", [1, 1, 0, 0], [0, 1], round_=2)
+    curve = round_curves(tmp_path, "nosft", {"bench": ["base", "dpo"]}, [2], seed=0)["bench"]["accuracy"]
     assert [p["variant"] for p in curve] == ["base", "dpo", "dpo"]
 
 
+@pytest.mark.train
 def test_merged_policy_is_the_previous_policy_plus_its_adapter_and_says_so(tmp_path):
     from peft import LoraConfig, get_peft_model
 
@@ -134,10 +137,17 @@ def test_the_recipe_file_content_is_part_of_the_data_key(tmp_path):
 
 
 def test_output_patterns_map_to_their_stages():
-    assert stages_of("processed/data.jsonl") == {"data"}
-    assert stages_of("round{round}/train/adapter") == {"rounds"}
-    assert stages_of("eval/{bench}/{variant}.json") == {"eval_base", "eval_sft", "eval_dpo"}
-    assert stages_of("ledger.json") == set()
+    def under_exp(stage, name):
+        return layout.path(stage, name, root="").removeprefix("{exp}/")
+
+    assert stages_of(under_exp("processed", "data")) == {"data"}
+    # round 1's stages are their own; every later round's are the "rounds" stage
+    assert stages_of(under_exp("train", "adapter")) == {"train", "rounds"}
+    assert stages_of(under_exp("rollouts", "shard")) == {"rollouts", "rounds"}
+    assert stages_of(under_exp("policy", "policy")) == {"rounds"}
+    assert stages_of(under_exp("eval", "metrics")) == {"eval_base", "eval_sft"}
+    assert stages_of(under_exp("round_eval", "metrics")) == {"eval_dpo", "rounds"}
+    assert stages_of(under_exp("ledger", "ledger")) == set()
 
 
 def test_link_tree_links_files_and_folders(tmp_path):
@@ -150,6 +160,7 @@ def test_link_tree_links_files_and_folders(tmp_path):
     assert not (tmp_path / "dst/model/.snakemake_timestamp").exists()
 
 
+@pytest.mark.workflow
 def test_dry_run_of_experiments_differing_in_beta_computes_the_common_stages_once(workdir):
     from test_workflow import job_counts
 
@@ -164,10 +175,10 @@ def test_dry_run_of_experiments_differing_in_beta_computes_the_common_stages_onc
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
     assert counts["process_data"] == 2 and counts["sft"] == 2       # raw (shared by raw_b2, raw_r2) and ks
-    assert counts["rollout_shard"] == 2 * 2 and counts["rollout_shard_round"] == 2  # raw, ks; raw_r2's round 2
-    assert counts["train_dpo"] == 3 and counts["train_dpo_round"] == 1   # raw (= raw_r2's round 1), raw_b2, ks
+    assert counts["rollout_shard"] == 2 * 2 + 2  # raw, ks; raw_r2's round 2
+    assert counts["train_dpo"] == 3 + 1   # raw (= raw_r2's round 1), raw_b2, ks; raw_r2's round 2
     assert counts["merge_policy"] == 1
     # base evaluated once for all; sft once per sft model; dpo once per adapter
     n_bench = len(cfg["defaults"]["eval"].get("benchmarks") or {"demo_math": 1})
-    assert counts["evaluate"] == n_bench * (1 + 2 + 3)
+    assert counts["evaluate"] == n_bench * (1 + 2) and counts["evaluate_policy"] == n_bench * (3 + 1)
     assert counts["share_sft_dir"] == 2

@@ -1,4 +1,5 @@
-"""The README's three-seed tables: built from each seed's eval.json as measured, nothing averaged."""
+"""The three-seed tables of docs/results/demo-seeds.md: built from each seed's eval.json as measured, nothing
+averaged."""
 
 import subprocess
 import sys

@@ -21,7 +21,6 @@ from juicebox.rollouts import run_shard
 from juicebox.shards import (ShardError, ShardFile, fingerprint, gather, parse_shard, pending_batches, select,
                               shard_names)
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                 num_key_value_heads=1, vocab_size=300)
 HEADER = {"ids": ["a", "b", "c", "d"], "model": "tiny", "sampling": {"n": 2}}
@@ -195,9 +194,9 @@ def model_dir(tmp_path_factory) -> str:
     return str(path)
 
 
+# A script file in tmp_path run by this interpreter: it imports juicebox as installed (pip install -e .).
 RUN_SHARD = """
 import json, sys
-sys.path.insert(0, {scripts!r})
 from juicebox.engines import Sampling
 from juicebox.io import read_jsonl
 from juicebox.rollouts import run_shard
@@ -208,6 +207,7 @@ run_shard(read_jsonl(args["data"]), args["output"], args["engine"], args["model"
 """
 
 
+@pytest.mark.train
 def test_rollout_shard_killed_and_resumed_loses_and_repeats_nothing(model_dir, tmp_path):
     records = [{"id": f"math-{i:03d}", "task": "math", "prompt": f"What is {i % 20} plus {i % 7}?",
                 "answer": str(i % 20 + i % 7), "references": [], "images": []} for i in range(60)]
@@ -221,7 +221,7 @@ def test_rollout_shard_killed_and_resumed_loses_and_repeats_nothing(model_dir, t
             "model": model_dir, "sampling": {"n": 2, "temperature": 1.0, "max_tokens": 400, "seed": 3},
             "system_prompt": "Answer with a number.", "max_prompt_tokens": 64}
     script = tmp_path / "run_shard.py"
-    script.write_text(textwrap.dedent(RUN_SHARD.format(scripts=str(SCRIPTS))))
+    script.write_text(textwrap.dedent(RUN_SHARD))
 
     proc = subprocess.Popen([sys.executable, str(script), json.dumps(args)], stderr=subprocess.PIPE, text=True)
     try:
@@ -266,6 +266,7 @@ class Killed(BaseException):
     """Stands for SIGKILL: raised by an append, it stops the shard with its partial file as it is."""
 
 
+@pytest.mark.train
 def test_rollout_shard_resumed_inside_a_batch_gives_the_uninterrupted_bytes(model_dir, tmp_path, monkeypatch):
     records = [{"id": f"p{i:02d}", "task": "math", "prompt": f"What is {i % 20} plus {i % 7}?" + " more" * (i % 5),
                 "answer": str(i % 20 + i % 7), "references": [], "images": []} for i in range(14)]

@@ -20,6 +20,7 @@ import time
 import pytest
 
 from conftest import ROOT, SNAKEMAKE
+from juicebox import layout
 
 pytestmark = pytest.mark.slurm
 
@@ -67,7 +68,7 @@ def cancel_shard_midway(work, jobs: dict[str, dict]) -> dict | None:
         if rule_of(job) != "rollout_shard" or job["JobState"] != "RUNNING":
             continue
         exp, shard = job["Comment"].split("_wildcards_")[1].split("_", 1)
-        partial = work / f"results/{exp}/rollouts/shards/{shard}.jsonl.partial"
+        partial = work / (layout.path("rollouts", "shard", exp=exp, round=1, shard=shard) + ".partial")
         done = len(partial.read_text().splitlines()) - 1 if partial.exists() else 0  # less the header
         if done > 0 or int(job["RunTime"].split(":")[-2]) >= 1:
             subprocess.run(["scancel", job["JobId"]], check=True)
@@ -155,12 +156,15 @@ def test_cancelled_job_was_retried_and_nothing_lost(slurm_run):
           f"after {cancelled['done']} prompt(s)")
     if cancelled["done"]:
         # The retried job continued from the partial file the cancelled one left.
-        shard_log = (work / f"results/{cancelled['exp']}/logs/rollouts/{cancelled['shard']}.log").read_text()
+        shard_log = layout.log("rollouts", "rollouts/{shard}").format(exp=cancelled["exp"], round=1,
+                                                                       shard=cancelled["shard"])
+        shard_log = (work / shard_log).read_text()
         assert "prompt(s) already done" in shard_log
     for exp in ("raw", "ksigma", "vlm"):
-        processed = (work / f"results/{exp}/processed/data.jsonl").read_text().splitlines()
-        rollouts = [json.loads(l) for l in (work / f"results/{exp}/rollouts/rollouts.jsonl").read_text().splitlines()]
-        stage = json.loads((work / f"results/{exp}/rollouts/ledger_stage.json").read_text())
+        processed = (work / layout.path("processed", "data", exp=exp)).read_text().splitlines()
+        rollouts_path = work / layout.path("rollouts", "rollouts", exp=exp, round=1)
+        rollouts = [json.loads(line) for line in rollouts_path.read_text().splitlines()]
+        stage = json.loads((work / layout.path("rollouts", "stage", exp=exp, round=1)).read_text())
         ids = [r["id"] for r in rollouts]
         assert len(ids) == len(set(ids)) == stage["kept"]
         assert stage["in"] == len(processed) == stage["kept"] + sum(stage["dropped"].values())

@@ -4,11 +4,13 @@ and data pools with intervals and significance against the best."""
 import copy
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ROOT, run_snakemake
+from juicebox import layout
 from juicebox.config import ConfigError, resolve
 from juicebox.io import write_json, write_jsonl
 from juicebox.sharing import stage_keys
@@ -85,7 +87,8 @@ def test_keep_base_false_drops_the_base_unless_another_sweep_keeps_it():
      r"sweeps\.s\.grid\.ksigma\.kk: unknown key 'kk' under ksigma \(did you mean 'k'\?\)"),
     ({"raw": {}}, {"trian.beta": [1]}, r"sweeps\.s\.grid\.trian\.beta: unknown key 'trian' under the experiment "
                                        r"\(did you mean 'train'\?\)"),
-    ({"raw": {}}, {"pool.steps.0.fraction": [0.5]}, r"sweeps\.s\.grid\.pool\.steps\.0\.fraction: pool\.steps is a list"),
+    ({"raw": {}}, {"pool.steps.0.fraction": [0.5]},
+     r"sweeps\.s\.grid\.pool\.steps\.0\.fraction: pool\.steps is a list"),
 ])
 def test_bad_sweeps_are_refused_with_their_path(experiments, grid, message):
     with pytest.raises(ConfigError, match=message):
@@ -115,13 +118,15 @@ def test_resolved_sweep_points_are_checked_like_written_experiments():
         resolved(cfg)
 
 
+@pytest.mark.workflow
 def test_dry_run_schedules_the_sweep_points(workdir):
     (workdir / "sweep.yaml").write_text(yaml.safe_dump(
         {"sweeps": {"kgrid": {"base": "ksigma", "keep_base": False, "grid": {"ksigma.k": [1.5, 3]}}}}))
     proc = run_snakemake(workdir, "-n", "results/eval.json", "--configfile", CI_CONFIG, "sweep.yaml")
     out = proc.stdout + proc.stderr
     for exp in ("kgrid-k1.5", "kgrid-k3", "raw", "vlm"):
-        assert f"results/{exp}/train/adapter" in out and f"results/{exp}/eval/demo_" in out, exp
+        adapter = layout.path("train", "adapter", exp=exp, round=1)
+        assert adapter in out and layout.folder("eval", exp=exp, bench="demo_") in out, exp
     assert not re.search(r"results/ksigma/", out)  # the base itself is not kept
 
 
@@ -159,14 +164,13 @@ N = 10
 
 def write_eval(root, exp, variant, scores, ci95, ids=None):
     """A hand-built metrics file and per-item file of benchmark `bm`, metric `acc`."""
-    folder = root / exp / "eval" / "bm"
-    folder.mkdir(parents=True, exist_ok=True)
+    where = {"root": root, "exp": exp, "bench": "bm"}
     ids = ids or [f"q{i}" for i in range(len(scores))]
-    write_jsonl(folder / f"{variant}.jsonl", [{"id": i, "score": {"acc": s}, "stats": {"items": 1, "acc": s}}
-                                              for i, s in zip(ids, scores)])
-    write_json(folder / f"{variant}.json", {"n": len(scores), "metrics": {"acc": sum(scores) / len(scores)},
-                                            "ci95": {"acc": ci95}, "lower_is_better": [],
-                                            "benchmark": {"type": "multiple_choice"}})
+    write_jsonl(Path(layout.eval_path("predictions", variant, **where)),
+                [{"id": i, "score": {"acc": s}, "stats": {"items": 1, "acc": s}} for i, s in zip(ids, scores)])
+    write_json(Path(layout.eval_path("metrics", variant, **where)),
+               {"n": len(scores), "metrics": {"acc": sum(scores) / len(scores)}, "ci95": {"acc": ci95},
+                "lower_is_better": [], "benchmark": {"type": "multiple_choice"}})
 
 
 @pytest.fixture

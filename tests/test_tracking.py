@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import key_prefixes_in, run_snakemake
+from juicebox import layout
 from juicebox.tracking import (TensorBoardSink, active, log_eval, mark_restart, round_curves, run_settings, stage_name,
                                 trainer_reporting)
 from test_train import DPO, TRAIN, kill_at_checkpoint, model_dir, train_cmd, write_pairs  # noqa: F401 (fixture)
@@ -63,6 +64,7 @@ def tracking_arg(tmp_path: Path, stage: str, tracking: dict) -> list[str]:
 
 # --- trainings ----------------------------------------------------------------------------------
 
+@pytest.mark.train
 def test_sft_and_dpo_curves_reach_tensorboard(model_dir, tmp_path):
     data = math_records(tmp_path / "data.jsonl", 8)  # 4 steps of 2
     sft = tmp_path / "sft"
@@ -89,6 +91,7 @@ def test_sft_and_dpo_curves_reach_tensorboard(model_dir, tmp_path):
     assert not (tmp_path / "adapter.checkpoints").exists()
 
 
+@pytest.mark.train
 def test_no_tracking_reports_nowhere(model_dir, tmp_path):
     data = math_records(tmp_path / "data.jsonl", 4)
     off = {"tensorboard": False, "wandb": {"enabled": True, "mode": "disabled", "project": "p", "entity": None}}
@@ -99,6 +102,7 @@ def test_no_tracking_reports_nowhere(model_dir, tmp_path):
     assert not list(tmp_path.rglob("events.out.tfevents.*")) and not list(tmp_path.rglob("wandb"))
 
 
+@pytest.mark.train
 def test_killed_training_resumes_writing_to_the_same_event_folder_and_run(model_dir, tmp_path):
     pairs = tmp_path / "pairs.parquet"
     write_pairs(pairs, 240)  # 120 steps: long enough to be killed after a checkpoint
@@ -287,6 +291,7 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.skipif(not WANDB, reason="wandb is not installed")
+@pytest.mark.train
 def test_wandb_offline_needs_no_network_and_no_key_is_written(model_dir, workdir, monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -312,7 +317,7 @@ def test_wandb_offline_needs_no_network_and_no_key_is_written(model_dir, workdir
         (workdir / "user.yaml").write_text("tracking:\n  wandb: {enabled: true, project: jb}\n"
                                            "experiments:\n  mine: {}\n")
         proc = run_snakemake(workdir, "--configfile", "user.yaml", "--cores", "1", "--allowed-rules", "track_eval",
-                             "--", "results/mine/tb/eval/done.json")
+                             "--", layout.path("tracking", "done", exp="mine"))
         outputs += [proc.stdout, proc.stderr]
     finally:
         server.shutdown()
@@ -323,7 +328,7 @@ def test_wandb_offline_needs_no_network_and_no_key_is_written(model_dir, workdir
     name, rows = wandb_history(sft_runs[0])
     assert name == "mine/sft"
     assert [row["train/global_step"] for row in rows if "train/loss" in row] == [1, 2, 3, 4]
-    done = json.loads((workdir / "results/mine/tb/eval/done.json").read_text())
+    done = json.loads((workdir / layout.path("tracking", "done", exp="mine")).read_text())
     assert done["trackers"] == ["tensorboard", "wandb"] and done["wandb"]["mode"] == "offline"
     eval_run = next((workdir / "results/mine/wandb").glob(f"offline-run-*-{done['wandb']['run_id']}/*.wandb"))
     name, rows = wandb_history(eval_run)
@@ -364,6 +369,7 @@ if not SWANLAB:
 
 
 @pytest.mark.parametrize("name", list(CONFIG_CASES))
+@pytest.mark.workflow
 def test_tracking_mistake_stops_the_dry_run_naming_the_key(workdir, name):
     text, expected = CONFIG_CASES[name]
     (workdir / "user.yaml").write_text(text + "experiments:\n  mine: {}\n")
@@ -374,11 +380,12 @@ def test_tracking_mistake_stops_the_dry_run_naming_the_key(workdir, name):
     assert "Job stats" not in out
 
 
+@pytest.mark.workflow
 def test_track_eval_is_a_default_target_only_with_a_tracker_on(workdir):
     (workdir / "user.yaml").write_text("tracking: {tensorboard: false}\nexperiments:\n  mine: {}\n")
     off = run_snakemake(workdir, "--configfile", "user.yaml", "-n")
-    assert "tb/eval/done.json" not in off.stdout and "results/mine/train/adapter" in off.stdout
+    assert "tb/eval/done.json" not in off.stdout and layout.path("train", "adapter", exp="mine", round=1) in off.stdout
     (workdir / "user.yaml").write_text("experiments:\n  mine: {}\n")  # tensorboard is on by default
     on = run_snakemake(workdir, "--configfile", "user.yaml", "-n", "--printshellcmds")
-    assert "results/mine/tb/eval/done.json" in on.stdout
+    assert layout.path("tracking", "done", exp="mine") in on.stdout
     assert '"tensorboard_dir": "results/mine/tb/dpo"' in on.stdout and '"name": "mine/sft"' in on.stdout

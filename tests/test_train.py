@@ -15,12 +15,15 @@ import pytest
 from conftest import ROOT
 from juicebox.models import TinySpec, build_tiny_model
 
+pytestmark = pytest.mark.train
+
 SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                 num_key_value_heads=1, vocab_size=300)
 TRAIN = {"epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 0.001,
          "lr_scheduler": "constant", "warmup_ratio": 0.0, "max_length": 64, "logging_steps": 1, "save_steps": 5,
-         "threads": 1, "launcher": "python", "accelerate_config": None, "tasks": None, "bf16": False,
+         "threads": 1, "launcher": "python", "accelerate_config": None, "bf16": False,
          "gpus": 0, "nodes": 1, "gradient_checkpointing": False}
+SFT = {**TRAIN, "tasks": None}
 DPO = {**TRAIN, "beta": 0.1, "loss_type": "sigmoid", "sft_weight": 0.0,
        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}}
 
@@ -49,11 +52,12 @@ def train_cmd(stage: str, data: Path, model: str, out: Path, settings: dict) -> 
 
 def test_sft_trains_on_answers_and_references(model_dir, tmp_path):
     data = tmp_path / "data.jsonl"
-    records = [{"id": f"m{i}", "task": "math", "prompt": f"What is {i} plus 3?", "answer": str(i + 3)} for i in range(8)]
+    records = [{"id": f"m{i}", "task": "math", "prompt": f"What is {i} plus 3?", "answer": str(i + 3)}
+               for i in range(8)]
     records.append({"id": "c0", "task": "caption", "prompt": "Objects: a red circle.", "references": ["A red circle."]})
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
     out = tmp_path / "sft"
-    subprocess.run(train_cmd("sft", data, model_dir, out, TRAIN), check=True, capture_output=True)
+    subprocess.run(train_cmd("sft", data, model_dir, out, SFT), check=True, capture_output=True)
     summary = json.loads((tmp_path / "sft.json").read_text())
     assert summary["examples"] == 9 and summary["steps"] == 5  # 9 rows, batch 2
     assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()

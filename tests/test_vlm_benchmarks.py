@@ -388,6 +388,7 @@ def test_config_refuses_a_field_the_type_does_not_read():
 
 # --- one evaluation, as the evaluate rule runs it ---------------------------------------------------
 
+@pytest.mark.train
 def test_tiny_vlm_evaluated_on_pope_greedy_with_the_template(tiny_vlm, image_root):
     pope = bench("yes_no", "pope.jsonl", image_root, limit=4, prompt_template=SHORT_ANSWER)
     items = pope.load()

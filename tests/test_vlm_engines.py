@@ -11,7 +11,7 @@ from test_engines import STARTUP_TIMEOUT, collect, hf_engine, model_dir  # noqa:
 from juicebox.engines import Prompt, Sampling, make_engine, servers
 from juicebox.engines.hf import PromptEncoder
 from juicebox.engines.openai import request_messages
-from juicebox.records import image_data_url
+from juicebox.images import image_data_url
 from juicebox.rollouts import too_long
 
 QUESTION = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What colour is the shape?"}]
@@ -61,6 +61,7 @@ def mixed_prompts(shape_images: dict[str, str]) -> list[Prompt]:
                    [shape_images["red_circle"], shape_images["blue_square"]])]
 
 
+@pytest.mark.train
 def test_hf_engine_answers_image_prompts_from_the_image(tiny_vlm, shape_images, solid_images):
     engine = hf_engine(tiny_vlm, SAMPLING, batch_size=2)
     samples, calls = collect(engine, mixed_prompts(shape_images))
@@ -72,6 +73,7 @@ def test_hf_engine_answers_image_prompts_from_the_image(tiny_vlm, shape_images, 
     assert_answers_depend_on_the_image(engine, solid_images)
 
 
+@pytest.mark.train
 def test_prompt_length_counts_image_tokens_and_the_filter_uses_it(tiny_vlm, shape_images):
     encoder = PromptEncoder.load(tiny_vlm)
     text_only, with_image = Prompt("t", QUESTION), look(shape_images["red_circle"])
@@ -83,6 +85,7 @@ def test_prompt_length_counts_image_tokens_and_the_filter_uses_it(tiny_vlm, shap
     assert too_long(records, tiny_vlm, None, limit) == {"look"}  # only the image makes it too long
 
 
+@pytest.mark.train
 def test_text_model_refuses_image_prompts_by_name(model_dir, shape_images):  # noqa: F811
     engine = hf_engine(model_dir, Sampling(max_tokens=4))
     done = []
@@ -110,6 +113,7 @@ def test_requests_carry_images_as_data_urls_where_the_prompt_places_them(shape_i
     assert [p["type"] for p in user["content"]] == ["image_url", "text"]
 
 
+@pytest.mark.server
 def test_openai_engine_on_transformers_serve_answers_from_the_image(tiny_vlm, shape_images, solid_images, tmp_path):
     cfg = {"type": "openai", "launch": {"kind": "transformers", "startup_timeout": STARTUP_TIMEOUT},
            "concurrency": 1}  # one request at a time: each request's seed alone decides its answer
@@ -131,6 +135,7 @@ def adapter_dir(tmp_path, r: int, rank_pattern: dict | None = None) -> str:
     return str(folder)
 
 
+@pytest.mark.train
 def test_vllm_arguments_for_images_and_lora_rank(tiny_vlm, model_dir, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setattr(servers, "visible_gpus", lambda: ["0"])
 

@@ -1,9 +1,13 @@
 """The tiny VLM and the one model loader: built from configs, loaded by kind, generates from images."""
 
+import pytest
+
+from juicebox.images import load_image
 from juicebox.models import is_vision_language, load_model, tokenizer_of
-from juicebox.records import load_image, with_image_parts
+from juicebox.records import with_image_parts
 
 
+@pytest.mark.train
 def test_tiny_vlm_loads_as_vision_language_and_sees_the_image(tiny_vlm, shape_images):
     import torch
 
@@ -24,6 +28,7 @@ def test_tiny_vlm_loads_as_vision_language_and_sees_the_image(tiny_vlm, shape_im
     assert not torch.allclose(logits[0], logits[1]), "the next-token logits do not depend on the image"
 
 
+@pytest.mark.train
 def test_text_model_is_not_vision_language(tmp_path):
     from juicebox.models import TinySpec, build_tiny_model
 
@@ -42,6 +47,7 @@ def test_image_parts_placement():
         {"type": "text", "text": "A "}, {"type": "image"}, {"type": "text", "text": " B"}]
 
 
+@pytest.mark.train
 def test_merging_an_adapter_into_a_vlm_keeps_its_kind_and_weights(tiny_vlm, tmp_path, shape_images):
     import torch
     from peft import LoraConfig, get_peft_model

@@ -12,7 +12,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from conftest import serve_chat_completions
-from juicebox.records import load_image
+from juicebox.images import load_image
 from juicebox.rewards import make_reward
 
 QUESTION = "What colour is the shape?"
@@ -57,6 +57,7 @@ def direct_logprobs(model, processor, question, answer, image=None, end_of_turn=
     return [torch.log_softmax(logits[p + k - 1], -1)[t].item() for k, t in enumerate(answer_ids)]
 
 
+@pytest.mark.train
 def test_dpo_implicit_scores_answers_with_their_images(tiny_vlm, vlm_lora, shape_images):
     red, blue = shape_images["red_circle"], shape_images["blue_square"]
     records = [record("r", [("A red circle.", "stop"), ("A blue square.", "length")], [red]),
@@ -88,6 +89,7 @@ def test_dpo_implicit_scores_answers_with_their_images(tiny_vlm, vlm_lora, shape
     assert abs(on_red - on_blue) > 1e-4 and abs(red_details["logp_ref"] - blue_details["logp_ref"]) > 1e-4
 
 
+@pytest.mark.train
 def test_dpo_implicit_refuses_images_for_a_text_only_model(tiny_vlm, shape_images, tmp_path):
     text_model = tmp_path / "text_lm"
     text_model.mkdir()

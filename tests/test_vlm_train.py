@@ -7,22 +7,22 @@ import re
 
 import pytest
 
-from conftest import ROOT
-from juicebox.io import read_json, read_yaml
+from juicebox.images import load_image
+from juicebox.io import read_json
 from juicebox.models import load_model, load_processing
+from juicebox.options import DPOOptions, LoraOptions, SFTOptions
 from juicebox.pairs import build_pairs, write_pairs
-from juicebox.records import load_image, vision_chat, with_image_parts
+from juicebox.records import vision_chat, with_image_parts
 from juicebox.train import dpo_rows, fit_vision_rows, train_dpo, train_sft
 
-# The workflow's default LoRA targets (dpo_training.lora.target_modules in the config schema).
-LORA_DEFAULT = read_yaml(ROOT / "config/config.schema.yaml")["$defs"]["dpo_training"]["properties"]["lora"][
-    "properties"]["target_modules"]["default"]
-SFT = {"epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 0.001,
-       "lr_scheduler": "constant", "warmup_ratio": 0.0, "max_length": 64, "logging_steps": 1, "save_steps": 50,
-       "threads": 1, "launcher": "python", "accelerate_config": None, "tasks": None, "bf16": False, "gpus": 0,
-       "nodes": 1, "freeze_vision_tower": True, "freeze_multi_modal_projector": False, "gradient_checkpointing": False}
-DPO = {**SFT, "beta": 0.1, "loss_type": "sigmoid", "sft_weight": 1.0, "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
-                                                            "target_modules": LORA_DEFAULT}}
+pytestmark = pytest.mark.train
+
+# The workflow's default LoRA targets (train.lora.target_modules).
+LORA_DEFAULT = LoraOptions().target_modules
+TRAIN = {"epochs": 1, "batch_size": 2, "learning_rate": 0.001, "lr_scheduler": "constant", "warmup_ratio": 0.0,
+         "max_length": 64, "logging_steps": 1, "save_steps": 50, "gpus": 0, "gradient_checkpointing": False}
+SFT = SFTOptions.parse(TRAIN, "sft")
+DPO = DPOOptions.parse({**TRAIN, "sft_weight": 1.0, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}, "train")
 
 
 def captions(shape_images: dict) -> list[dict]:

@@ -8,10 +8,10 @@ import statistics
 import pytest
 import yaml
 
-from conftest import make_workdir, run_snakemake
-from juicebox import cpu
+from conftest import ROOT, make_workdir, run_snakemake
+from juicebox import cpu, layout
 from juicebox.ledger import check
-from juicebox.summary import intervals_excluding_their_figure
+from juicebox.summary import check_schema, intervals_excluding_their_figure
 
 CONFIG = ".test/config_ci/config.yaml"
 EXPERIMENTS = ("raw", "ksigma", "vlm")
@@ -27,7 +27,12 @@ def demo(tmp_path_factory):
 
 
 def lines(path):
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def at(work, stage, name, exp, round=1, **wildcards):
+    """One output of an experiment in a work folder (a trained one: of DPO round ``round``)."""
+    return work / layout.path(stage, name, exp=exp, round=round, **wildcards)
 
 
 def job_counts(output):
@@ -39,29 +44,31 @@ def job_counts(output):
 @pytest.mark.parametrize("exp", EXPERIMENTS)
 def test_contract_files_and_ledger(demo, exp):
     res = demo / "results" / exp
-    for rel in ("pool/pool.jsonl", "pool/rejected.jsonl", "probe/stats.jsonl", "probe/summary.json",
-                "recipe/refined.yaml", "recipe/changes.json", "processed/data.jsonl", "ledger.json"):
-        assert (res / rel).is_file(), rel
-    ledger = json.loads((res / "ledger.json").read_text())
+    contract = [("pool", "pool"), ("pool", "rejected"), ("probe", "stats"), ("probe", "summary"),
+                ("recipe", "refined"), ("recipe", "changes"), ("processed", "data"), ("ledger", "ledger")]
+    for stage, name in contract:
+        assert at(demo, stage, name, exp).is_file(), (stage, name)
+    ledger = json.loads(at(demo, "ledger", "ledger", exp).read_text())
     check(ledger)
-    pool, rejected, processed = lines(res / "pool/pool.jsonl"), lines(res / "pool/rejected.jsonl"), \
-        lines(res / "processed/data.jsonl")
+    pool, rejected, processed = (lines(at(demo, stage, name, exp))
+                                 for stage, name in (("pool", "pool"), ("pool", "rejected"), ("processed", "data")))
     stages = ledger["stages"]
     assert list(stages) == ["pool", "process", "rollouts", "rewards", "pairs"]
     assert list(ledger["training"]) == ["sft", "dpo"] and ledger["training"]["dpo"]["in"] == \
-        len(lines(res / "pairs/pairs.jsonl"))
+        len(lines(at(demo, "pairs", "jsonl", exp)))
     assert stages["pool"]["kept"] == len(pool) and stages["pool"]["rejected"] == len(rejected) > 0
     assert stages["process"]["in"] == len(pool) and stages["process"]["kept"] == len(processed)
     assert {r["id"] for r in processed} <= {r["id"] for r in pool}
     # The broken records of the demo are quarantined with file, line/row, reason and raw text.
     reasons = " | ".join(r["reason"] for r in rejected)
     expected = ("image not found", "not an image") if exp == "vlm" else (
-        "unparseable JSON", "missing required field 'prompt'", "wrong type for 'answer'", "empty prompt", "duplicate id",
-        "malformed CSV row")
+        "unparseable JSON", "missing required field 'prompt'", "wrong type for 'answer'", "empty prompt",
+        "duplicate id", "malformed CSV row")
     for reason in expected:
         assert reason in reasons
     assert all({"source", "reason", "raw"} <= set(r) and ("line" in r or "row" in r) for r in rejected)
-    assert len(list((res / "probe/histograms").glob("*.png"))) == len(json.loads((res / "probe/summary.json").read_text()))
+    histograms = list((res / "probe/histograms").glob("*.png"))
+    assert len(histograms) == len(json.loads((res / "probe/summary.json").read_text()))
 
 
 def test_refined_thresholds_are_mean_plus_minus_k_std_from_stats(demo):
@@ -131,7 +138,8 @@ def test_report_shows_every_figure_with_its_caption(demo):
     assert "k = 2" in results[histograms["ksigma"][0]]["caption"]
     assert "k-sigma is disabled" in results[histograms["raw"][0]]["caption"]
     math_figure = results[categories["6. Benchmarks"]["demo_math"][0]]
-    assert "95 % percentile-bootstrap" in math_figure["caption"] and math_figure["data_uri"].startswith("data:image/png")
+    assert "95 % percentile-bootstrap" in math_figure["caption"]
+    assert math_figure["data_uri"].startswith("data:image/png")
 
 
 def test_changed_k_reruns_only_refinement_and_what_follows(demo):
@@ -144,7 +152,7 @@ def test_changed_k_reruns_only_refinement_and_what_follows(demo):
     assert {k: counts[k] for k in ("refine_recipe_ksigma", "plot_thresholds", "process_data", "sft", "train_dpo")} \
         == {"refine_recipe_ksigma": 1, "plot_thresholds": 1, "process_data": 1, "sft": 1, "train_dpo": 1}, out[-3000:]
     # ksigma's two shards; sft and dpo on its benchmark (base does not depend on the data)
-    assert counts["rollout_shard"] == 2 and counts["evaluate"] == 2
+    assert counts["rollout_shard"] == 2 and counts["evaluate"] == 1 and counts["evaluate_policy"] == 1
     assert not {"make_demo_data", "build_pool", "probe", "build_tiny_model"} & set(counts)
     # (track_eval logs results/eval.json, which changes, to every experiment's tracker)
     written = "".join(line for line in re.findall(r"output: .*", out) if not line.endswith("/tb/eval/done.json"))
@@ -153,6 +161,7 @@ def test_changed_k_reruns_only_refinement_and_what_follows(demo):
 
 def test_eval_json_schema_and_provenance(demo):
     summary = json.loads((demo / "results/eval.json").read_text())
+    check_schema(summary, ROOT / "docs/eval.schema.json")
     assert set(summary) >= {"experiments", "ranking", "provenance"}
     for exp in EXPERIMENTS:
         entry = summary["experiments"][exp]
@@ -202,10 +211,12 @@ def test_rescoring_predictions_with_math_verify_reproduces_accuracy(demo, exp):
     from juicebox.scoring import gold_answer_math, math_correct
 
     for variant in ("base", "sft", "dpo"):
-        rows = lines(demo / "results" / exp / "eval/demo_math" / f"{variant}.jsonl")
-        reported = json.loads((demo / "results" / exp / "eval/demo_math" / f"{variant}.json").read_text())
-        pass1 = statistics.fmean(statistics.fmean(math_correct(p, gold_answer_math(r["gold"])) for p in r["predictions"])
-                                 for r in rows)
+        where = {"exp": exp, "bench": "demo_math"}
+        rows = lines(demo / layout.eval_path("predictions", variant, **where))
+        reported = json.loads((demo / layout.eval_path("metrics", variant, **where)).read_text())
+        gold = [gold_answer_math(r["gold"]) for r in rows]
+        pass1 = statistics.fmean(statistics.fmean(math_correct(p, g) for p in r["predictions"])
+                                 for r, g in zip(rows, gold))
         assert pass1 == pytest.approx(reported["metrics"]["pass@1"])
         assert all(len(r["predictions"]) == 2 for r in rows)
 
@@ -215,22 +226,22 @@ def test_model_half_files(demo, exp):
     import pyarrow.parquet as pq
 
     res = demo / "results" / exp
-    rollouts = lines(res / "rollouts/rollouts.jsonl")
+    rollouts = lines(at(demo, "rollouts", "rollouts", exp))
     ledger = json.loads((res / "ledger.json").read_text())["stages"]
     assert ledger["rollouts"]["kept"] == len(rollouts) == ledger["rewards"]["in"]
     for record in rollouts:
         assert len(record["samples"]) == 4 and record["sampling"]["n"] == 4
         assert record["engine"]["type"] == "hf" and record["model"].endswith("sft/model")
     assert len({r["id"] for r in rollouts}) == len(rollouts)
-    pairs = pq.read_table(res / "pairs/pairs.parquet").to_pylist()
+    pairs = pq.read_table(at(demo, "pairs", "parquet", exp)).to_pylist()
     assert pairs and all(p["chosen_reward"] > p["rejected_reward"] for p in pairs)
     assert pairs[0]["prompt"][0]["role"] == "user" and pairs[0]["chosen"][0]["role"] == "assistant"
-    info = json.loads((res / "pairs/dataset_info.json").read_text())
+    info = json.loads(at(demo, "pairs", "dataset_info", exp).read_text())
     assert next(iter(info.values()))["ranking"] is True
     assert ledger["pairs"]["kept"] == len({p["prompt_id"] for p in pairs})
-    adapter = res / "train/adapter"
+    adapter = at(demo, "train", "adapter", exp)
     assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
-    assert (res / "train/metrics.png").stat().st_size > 0
+    assert at(demo, "train", "plot", exp).stat().st_size > 0
 
 
 def test_adapter_loads_with_peft(demo):
@@ -238,7 +249,7 @@ def test_adapter_loads_with_peft(demo):
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(demo / "results/ksigma/sft/model")
-    model = PeftModel.from_pretrained(base, demo / "results/ksigma/train/adapter")
+    model = PeftModel.from_pretrained(base, at(demo, "train", "adapter", "ksigma"))
     assert model.peft_config["default"].r == 16
     assert any("lora_A" in name for name, _ in model.named_parameters())
 
@@ -248,7 +259,7 @@ def test_every_model_stage_of_the_vlm_sees_the_images(demo):
     from safetensors import safe_open
 
     from juicebox.models import load_model
-    from juicebox.records import load_image
+    from juicebox.images import load_image
 
     res = demo / "results/vlm"
     pool = lines(res / "pool/pool.jsonl")
@@ -258,15 +269,17 @@ def test_every_model_stage_of_the_vlm_sees_the_images(demo):
     assert stored and all((demo / i).is_file() for r in pool for i in r["images"])
     dropped = json.loads((res / "processed/ledger_stage.json").read_text())["dropped"]
     assert sum(dropped[op] for op in ("image_aspect_ratio_filter", "image_shape_filter", "image_size_filter")) > 0
-    rollouts = lines(res / "rollouts/rollouts.jsonl")
-    assert rollouts and all(r["images"] and r["model"].endswith("results/vlm/sft/model") for r in rollouts)
-    pairs = pq.read_table(res / "pairs/pairs.parquet").to_pylist()
+    rollouts = lines(at(demo, "rollouts", "rollouts", "vlm"))
+    sft = layout.path("sft", "model", exp="vlm")
+    assert rollouts and all(r["images"] and r["model"].endswith(sft) for r in rollouts)
+    pairs = pq.read_table(at(demo, "pairs", "parquet", "vlm")).to_pylist()
     assert pairs and all(p["images"] for p in pairs)
     assert all({"type": "image", "text": None} in p["prompt"][0]["content"] for p in pairs)
-    with safe_open(res / "train/adapter/adapter_model.safetensors", "pt") as tensors:
+    adapter = at(demo, "train", "adapter", "vlm")
+    with safe_open(adapter / "adapter_model.safetensors", "pt") as tensors:
         names = list(tensors.keys())
     assert names and all(".language_model.layers." in n for n in names)
-    loaded = load_model(res / "sft/model", adapter=res / "train/adapter")
+    loaded = load_model(res / "sft/model", adapter=adapter)
     assert loaded.vision and load_image(str(demo / pool[0]["images"][0])).size[0] > 0
     # the blank-image ablation: the same items, the same model, shown blank images (whether this
     # briefly trained model answers differently is up to it; tests/test_vlm_engines.py shows that

@@ -6,11 +6,23 @@ class says whether it runs a model. The slurm profile turns the resources into s
 ``srun`` itself (multi-node training).
 """
 
+import os
 import shlex
 from pathlib import Path
 
 from .engines import ENGINES
 from .rewards import REWARDS
+
+
+# The variable naming the checkout to the conda envs (envs/*.yaml): their pip entry
+# `-e ${JUICEBOX_ROOT}` installs the library editable from it, expanded by pip. (Snakemake copies each
+# env file under .snakemake/conda/, so a path relative to envs/ would not find the checkout.)
+CHECKOUT_VARIABLE = "JUICEBOX_ROOT"
+
+
+def export_checkout(basedir: str | Path) -> None:
+    """Name the workflow's checkout to the conda envs this run creates (and to its jobs)."""
+    os.environ[CHECKOUT_VARIABLE] = str(basedir)
 
 
 def engine_gpus(settings: dict) -> int:

@@ -36,6 +36,7 @@ from typing import Any
 
 from .io import read_yaml, write_jsonl, write_yaml
 from .ksigma import split_recipe
+from .ledger import stage
 from .records import prompt_text, record_images
 from .registry import Registry
 from .spec import Options, option
@@ -330,8 +331,6 @@ def process_stage(n_in: int, n_kept: int, counts: list[dict]) -> dict:
     """The ledger's process stage from per-op counts (``{"op", "in", "kept"}`` in order): each op
     named by itself, or ``<op>#<position>`` when the recipe runs it twice; an op that splits
     records counts under ``added``, any other under ``dropped``."""
-    from .ledger import stage
-
     names = [c["op"] for c in counts]
     dropped, added = {}, {}
     for index, c in enumerate(counts):

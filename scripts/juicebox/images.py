@@ -18,7 +18,11 @@ form but a path) is written once to a content-addressed file, ``store/<first 16 
 bytes' SHA-256>.<extension of PIL's format>`` (atomically; a file already there is kept), and the
 record holds that path, so every later stage reads image files only. Without a store (``None``)
 an embedded image comes back as a ``data:`` URI (what benchmark items may carry). Every failure
-raises ``sources.Invalid`` saying which form the value had and why it is no image.
+raises ``records.Invalid`` saying which form the value had and why it is no image.
+
+Later stages open a normalised reference with :func:`load_image` (models' processors), send it
+with :func:`image_data_url` (OpenAI-compatible servers, judges) or replace it with
+:func:`blank_image` (the evaluation's blank-image ablation).
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ import base64
 import binascii
 import hashlib
 import io
+import mimetypes
 from pathlib import Path
 from typing import Any
 
 from .io import atomic_path
-from .sources import Invalid, shown
+from .records import Invalid, shown
 
 HASH_HEX = 16  # hex digits of the SHA-256 that name a stored image (64 bits: no collision in any pool)
 FORMS = "a path, a data:image URI, base64 text, image bytes or {bytes, path}"
@@ -175,3 +180,37 @@ def _extension(fmt: str) -> str:
     registered = [ext for ext, name in Image.registered_extensions().items() if name == fmt]
     own = f".{fmt.lower()}"
     return (own if own in registered or not registered else registered[0]).lstrip(".")
+
+
+# --- using a normalised reference ---------------------------------------------------------------
+
+def load_image(reference: str):
+    """An image reference (a file path, or a ``data:`` URI) opened as an RGB ``PIL.Image``."""
+    from PIL import Image
+
+    if reference.startswith("data:"):
+        source = io.BytesIO(base64.b64decode(reference.split(",", 1)[1]))
+    else:
+        source = reference
+    with Image.open(source) as image:
+        return image.convert("RGB")
+
+
+def image_data_url(reference: str) -> str:
+    """An image reference as a base64 ``data:`` URL (what OpenAI-compatible servers accept; vLLM
+    reads local files only when started with ``--allowed-local-media-path``)."""
+    if reference.startswith("data:"):
+        return reference
+    mime = mimetypes.guess_type(reference)[0] or "image/png"
+    with open(reference, "rb") as handle:
+        return f"data:{mime};base64,{base64.b64encode(handle.read()).decode('ascii')}"
+
+
+def blank_image(reference: str) -> str:
+    """A white image of the same size as ``reference``, as a PNG ``data:`` URI (the blank-image
+    ablation of the evaluation)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", load_image(reference).size, "white").save(buffer, format="PNG")
+    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"

@@ -34,6 +34,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .io import write_json, write_jsonl
+
 MAD_SCALE = 1.4826  # makes the MAD a consistent estimator of the standard deviation for normal data
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -224,8 +226,6 @@ def summarize_columns(columns: dict[str, list[list[float]]]) -> dict[str, dict]:
 def write_probe(stats: list[dict], stats_path: str, summary_path: str, log) -> dict:
     """A probe's outputs (the Data-Juicer probe's and the model probe's): the per-record stats as
     JSONL, their summary (:func:`summarize_columns`) as JSON, one log line per stat."""
-    from .io import write_json, write_jsonl
-
     summary = summarize_columns(stat_columns(stats))
     write_jsonl(stats_path, stats)
     write_json(summary_path, summary)

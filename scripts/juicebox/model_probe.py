@@ -26,15 +26,18 @@ from __future__ import annotations
 import logging
 import statistics
 
+from . import dj
+from .io import read_yaml
+from .ksigma import split_recipe
+from .models import load_model, tokenizer_of
 from .records import prompt_messages, record_images, sft_target
+from .rewards.dpo_implicit import answer_logprobs
 
 log = logging.getLogger("juicebox")
 
 
 def _length(processing, messages: list[dict], target: str) -> int:
     """Text tokens of the rendered prompt (generation prompt included) and the target."""
-    from .models import tokenizer_of
-
     tokenizer = tokenizer_of(processing)
     prompt = processing.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return (len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -46,8 +49,6 @@ def target_losses(model, processing, records: list[dict], vision: bool, batch_si
     """``{id: {"model_loss", "model_tokens"}}`` for the records that have an SFT target and fit in
     ``max_length`` tokens. ``processing`` is the model's tokenizer (text model: images are not
     shown, as a text model's SFT rows have none) or its processor (``vision``: images shown)."""
-    from .rewards.dpo_implicit import answer_logprobs
-
     ids, messages, targets, images = [], [], [], []
     too_long = 0
     for record in records:
@@ -86,8 +87,6 @@ def probe(records: list[dict], model_path: str, batch_size: int = 16, max_length
           dtype: str = "auto") -> list[dict]:
     """``[{"id", "stats"}]`` in pool order: each record's loss under the model at ``model_path``
     and, with ``scored`` rollouts, its reward stats (a record with neither has empty stats)."""
-    from .models import load_model
-
     loaded = load_model(model_path, dtype=dtype, device=device, padding_side="right")
     losses = target_losses(loaded.model, loaded.processing, records, loaded.vision, batch_size, max_length)
     rewards = reward_stats(scored, pass_threshold) if scored is not None else {}
@@ -155,16 +154,13 @@ def feedback_report(reached: list[dict], dropped: list[dict]) -> dict:
 
 
 def process_with_feedback(records: list[dict], recipe_path: str, scratch: str, executor: dict,
-                          stats: dict[str, dict] | None, before_ops: bool = False) -> tuple[list[dict], list[dict], dict | None]:
+                          stats: dict[str, dict] | None,
+                          before_ops: bool = False) -> tuple[list[dict], list[dict], dict | None]:
     """Process ``records`` with a recipe: its Data-Juicer ops on the ``executor`` and its
     ``model_stat_filter`` entries on the model probe's ``stats`` (``{id: stats}``), after the
     Data-Juicer ops or, with ``before_ops``, before them (so a deduplicator keeps the twin the model
     filters leave). Returns (kept, per-op counts in the order run, the :func:`feedback_report` or
     None without model filters)."""
-    from . import dj
-    from .io import read_yaml
-    from .ksigma import split_recipe
-
     _, filters = split_recipe(read_yaml(recipe_path))
     if filters and stats is None:
         raise ValueError(f"{recipe_path} has model_stat_filter entries but the experiment's feedback is off, so "

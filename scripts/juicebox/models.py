@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from .sources import SourceSpec, read_items
+
 log = logging.getLogger("juicebox")
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -88,8 +90,6 @@ def is_inline_image(text: str) -> bool:
 def corpus_texts(paths: Iterable[str | os.PathLike]) -> list[str]:
     """Every string value of every record in JSONL/JSON/CSV/Parquet files (the tokenizer corpus),
     except images given inline."""
-    from .sources import SourceSpec, read_items
-
     texts: list[str] = []
 
     def walk(value) -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .ledger import stage as ledger_stage
-from .records import prompt_text
+from .records import Invalid, prompt_text
 from .registry import Registry
-from .sources import Invalid, RawItem, SourceError, SourceSpec, check_readable, read_items, to_canonical
+from .sources import RawItem, SourceError, SourceSpec, check_readable, read_items, to_canonical
 from .spec import Options, option
 
 log = logging.getLogger("juicebox")

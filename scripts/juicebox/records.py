@@ -1,14 +1,26 @@
-"""Helpers of the canonical record (DESIGN.md, "Canonical record"), one of each.
+"""Helpers of the canonical record (docs/design.md, "The canonical record"), one of each.
 
 A record's ``prompt`` is text or chat messages (``{"role", "content"}``, where ``content`` is text
 or a list of OpenAI-style parts such as ``{"type": "text", "text": ...}``); its ``images`` is a
-list of normalised image references. Every stage that turns a record into model input or into
-text goes through these functions.
+list of normalised image references (:mod:`juicebox.images` makes, opens and encodes them). Every
+stage that turns a record into model input or into text goes through these functions; a record
+that cannot become one raises :class:`Invalid` with the reason it is quarantined.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+
+class Invalid(Exception):
+    """A record (or a value of one: its prompt, an image) that cannot become a canonical record; the
+    message is the reason it is quarantined (``sources.to_canonical``, ``images.normalise_image``)."""
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """``text`` as it may appear in a reason: writable as UTF-8 and at most ``limit`` characters."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def prompt_messages(prompt: str | list[dict], system: str | None = None) -> list[dict]:
@@ -133,43 +145,3 @@ def vision_chat(prompt: str | list[dict], n_images: int) -> list[dict]:
     return [{**turn, "content": turn["content"] if isinstance(turn["content"], list)
              else [{"type": "text", "text": turn["content"]}]} for turn in turns]
 
-
-def load_image(reference: str):
-    """An image reference (a file path, or a ``data:`` URI) opened as an RGB ``PIL.Image``."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    if reference.startswith("data:"):
-        source = io.BytesIO(base64.b64decode(reference.split(",", 1)[1]))
-    else:
-        source = reference
-    with Image.open(source) as image:
-        return image.convert("RGB")
-
-
-def image_data_url(reference: str) -> str:
-    """An image reference as a base64 ``data:`` URL (what OpenAI-compatible servers accept; vLLM
-    reads local files only when started with ``--allowed-local-media-path``)."""
-    import base64
-    import mimetypes
-
-    if reference.startswith("data:"):
-        return reference
-    mime = mimetypes.guess_type(reference)[0] or "image/png"
-    with open(reference, "rb") as handle:
-        return f"data:{mime};base64,{base64.b64encode(handle.read()).decode('ascii')}"
-
-
-def blank_image(reference: str) -> str:
-    """A white image of the same size as ``reference``, as a PNG ``data:`` URI (the blank-image
-    ablation of the evaluation)."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", load_image(reference).size, "white").save(buffer, format="PNG")
-    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"

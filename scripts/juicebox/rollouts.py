@@ -18,8 +18,9 @@ import logging
 import random
 
 from .engines import Prompt, Sampling, make_engine
-from .records import prompt_messages, record_images
+from .engines.hf import PromptEncoder
 from .ledger import stage
+from .records import prompt_messages, record_images
 from .shards import ShardFile, gather
 
 log = logging.getLogger("juicebox")
@@ -43,8 +44,6 @@ def too_long(records: list[dict], model: str, system_prompt: str | None, limit: 
     engine counts them: a vision-language model's image tokens included (its processor's count)."""
     if limit is None or not records:
         return set()
-    from .engines.hf import PromptEncoder
-
     encoder = PromptEncoder.load(model)
     return {r["id"] for r in records if encoder.length(as_prompt(r, system_prompt)) > limit}
 

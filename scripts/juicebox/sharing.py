@@ -13,10 +13,13 @@ Stages, in order, with the experiment keys each one reads (besides the global se
   file's content), ksigma, dj, feedback (and, when the feedback probe uses another
   experiment's model, that experiment's ``sft`` key);
 * ``sft`` (sft/): model, sft;
-* ``rollouts``, ``rewards``, ``pairs``, ``train``: the block of the same name (pairs: ``pairing``);
-* ``rounds`` (round{r}/): rounds, eval;
-* ``eval_base``, ``eval_sft``, ``eval_dpo`` (eval/{bench}/{variant}.*): eval, each variant after
-  the stage that makes its model (base: model only).
+* ``rollouts``, ``rewards``, ``pairs``, ``train`` (round1/<stage>/): the block of the same name
+  (pairs: ``pairing``);
+* ``rounds`` (round{r}/ for r >= 2): rounds, eval;
+* ``eval_base``, ``eval_sft`` (eval/{bench}/{variant}.*), ``eval_dpo`` (round1/eval/...): eval,
+  each variant after the stage that makes its model (base: model only).
+
+Which paths each stage writes is the layout table's (:func:`juicebox.layout.share_patterns`).
 """
 
 from __future__ import annotations
@@ -26,23 +29,23 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from .layout import RESULTS, share_patterns
 from .sweeps import data_settings
 
-# stage -> (the stage it reads from, the experiment keys it reads, regular expressions of its
-# paths under results/{exp}/)
-STAGES: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {
-    "data": (None, ("sources", "max_rejected_fraction", "pool", "recipe", "ksigma", "dj", "feedback"),
-             ("pool/.+", "probe/.+", "recipe/.+", "processed/.+")),
-    "sft": ("data", ("model", "sft"), ("sft/.+",)),
-    "rollouts": ("sft", ("rollouts",), ("rollouts/.+",)),
-    "rewards": ("rollouts", ("rewards",), ("rewards/.+",)),
-    "pairs": ("rewards", ("pairing",), ("pairs/.+",)),
-    "train": ("pairs", ("train",), ("train/.+",)),
-    "rounds": ("train", ("rounds", "eval"), ("round[0-9]+/.+",)),
+# stage -> (the stage it reads from, the experiment keys it reads); the paths each one writes come
+# from the layout table (juicebox.layout.share_patterns).
+STAGES: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "data": (None, ("sources", "max_rejected_fraction", "pool", "recipe", "ksigma", "dj", "feedback")),
+    "sft": ("data", ("model", "sft")),
+    "rollouts": ("sft", ("rollouts",)),
+    "rewards": ("rollouts", ("rewards",)),
+    "pairs": ("rewards", ("pairing",)),
+    "train": ("pairs", ("train",)),
+    "rounds": ("train", ("rounds", "eval")),
     # each evaluated variant reads only its own model
-    "eval_base": (None, ("model", "eval"), (r"eval/[^/]+/base(?:_blank)?\.jsonl?",)),
-    "eval_sft": ("sft", ("eval",), (r"eval/[^/]+/sft(?:_blank)?\.jsonl?",)),
-    "eval_dpo": ("train", ("eval",), (r"eval/[^/]+/dpo(?:_blank)?\.jsonl?",)),
+    "eval_base": (None, ("model", "eval")),
+    "eval_sft": ("sft", ("eval",)),
+    "eval_dpo": ("train", ("eval",)),
 }
 
 
@@ -65,7 +68,7 @@ def stage_keys(experiments: dict[str, dict], seed: int) -> dict[str, dict[str, s
             if (exp, stage) in pending:
                 raise ValueError(f"experiments.{exp}.feedback.from: the experiments' feedback probes form a cycle")
             pending.add((exp, stage))
-            upstream, fields, _ = STAGES[stage]
+            upstream, fields = STAGES[stage]
             settings = experiments[exp]
             payload = {"seed": seed, "upstream": key(exp, upstream) if upstream else None,
                        **{field: settings.get(field) for field in fields}}
@@ -85,32 +88,17 @@ def stage_keys(experiments: dict[str, dict], seed: int) -> dict[str, dict[str, s
     return keys
 
 
-# Directory outputs of each stage (regular expressions under results/{exp}/).
-DIRECTORIES: dict[str, tuple[str, ...]] = {
-    "data": ("probe/histograms", "probe/model_histograms"),
-    "sft": ("sft/model",),
-    "train": ("train/adapter",),
-    "rounds": ("round[0-9]+/policy", "round[0-9]+/train/adapter"),
-}
-
-
-def path_patterns(stage: str) -> tuple[str, str | None]:
-    """Regular expressions of a stage's paths under results/{exp}/: (files, directories or None)."""
-    paths = "|".join(STAGES[stage][2])
-    dirs = DIRECTORIES.get(stage)
-    exclude = f"(?!(?:{'|'.join(dirs)})$)" if dirs else ""
-    return f"{exclude}(?:{paths})", "|".join(dirs) if dirs else None
-
-
 def stages_of(pattern: str) -> set[str]:
     """The stages an output pattern (relative to results/{exp}/) can write: its wildcards filled in
-    with a placeholder ({round} with 2, {variant} with each model variant)."""
+    with a placeholder ({round} with 1 and 2, {variant} with each model variant)."""
     import re
 
     found = set()
     for variant in ("base", "sft", "dpo"):
-        plain = re.sub(r"\{\w+\}", "x", pattern.replace("{variant}", variant).replace("{round}", "2"))
-        found.update(stage for stage, (_, _, paths) in STAGES.items() if re.fullmatch("|".join(paths), plain))
+        for round_ in ("1", "2"):
+            plain = re.sub(r"\{\w+\}", "x", pattern.replace("{variant}", variant).replace("{round}", round_))
+            found.update(stage for stage in STAGES if re.fullmatch(share_patterns(stage)[0], plain)
+                         or re.fullmatch(share_patterns(stage)[1] or "(?!)", plain))
     return found
 
 
@@ -120,9 +108,10 @@ def stages_written(pattern: str) -> set[str]:
     import re
 
     plain = re.sub(r"\{(\w+),[^}]*\}", r"{\1}", str(pattern))
-    if not plain.startswith("results/{exp}/"):
+    prefix = f"{RESULTS}/{{exp}}/"
+    if not plain.startswith(prefix):
         return set()
-    return stages_of(plain.removeprefix("results/{exp}/"))
+    return stages_of(plain.removeprefix(prefix))
 
 
 def producers(rules) -> dict[str, list[str]]:
@@ -140,7 +129,7 @@ def names_pattern(names) -> str:
 
 def owner_path(owner_of: dict[str, dict[str, str]], stage: str):
     """Input function of a share rule: the owner's file or folder of the requested ``{path}``."""
-    return lambda wildcards: f"results/{owner_of[stage][wildcards.exp]}/{wildcards.path}"
+    return lambda wildcards: f"{RESULTS}/{owner_of[stage][wildcards.exp]}/{wildcards.path}"
 
 
 def owners(experiments: dict[str, dict], seed: int, generated: Iterable[str] = ()) -> dict[str, dict[str, str]]:

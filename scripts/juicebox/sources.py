@@ -50,7 +50,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .records import IMAGE_PLACEHOLDER, content_text, image_placeholders
+from .images import base64_bytes, normalise_image
+from .records import IMAGE_PLACEHOLDER, Invalid, content_text, image_placeholders, shown
 
 CANONICAL_KEYS = ("id", "task", "prompt", "answer", "references", "images")
 # The formats of the pool's sources; benchmarks also read VLMEvalKit's TSVs ("tsv").
@@ -327,8 +328,6 @@ def _resolve_image_references(rows: list[RawItem]) -> Iterator[RawItem]:
 
 def _decoded_images(row: RawItem) -> RawItem:
     """The row with its ``image`` cell (base64 text, or a list of them) decoded to bytes."""
-    from .images import base64_bytes
-
     cell = row.value.get("image")
     if cell is None:
         return row
@@ -347,10 +346,6 @@ def _too_deep(what: str) -> str:
             f"a record may have {MAX_DEPTH} levels)")
 
 
-class Invalid(Exception):
-    """Raised by ``to_canonical`` with the reason a record is quarantined."""
-
-
 def derived_id(spec: SourceSpec, item: RawItem) -> str:
     """The id of a record whose source gives none: ``<source name>:<line>`` (``<row>`` for Parquet)."""
     return f"{spec.name}:{item.line}"
@@ -360,8 +355,6 @@ def to_canonical(item: RawItem, spec: SourceSpec, *, image_store: Path | None) -
     """Map one parsed item onto the canonical record, or raise ``Invalid`` with the reason.
 
     Embedded images are written to ``image_store`` (``images.normalise_image``)."""
-    from .images import normalise_image
-
     if item.error:
         raise Invalid(item.error)
     raw = item.value
@@ -490,12 +483,6 @@ def _check_text(text: str, label: str) -> None:
     nul = text.find("\x00")
     if nul >= 0:
         raise Invalid(f"{label}: text contains a NUL character (U+0000) at character {nul}")
-
-
-def shown(text: str, limit: int = 80) -> str:
-    """``text`` as it may appear in a reason: writable as UTF-8 and at most ``limit`` characters."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _check_prompt(prompt: Any) -> Any:

@@ -15,6 +15,11 @@ each pool ranked by its best DPO model, the Data-Juicer sandbox's ``DataPoolRank
 row its own 95 % interval (``ci95``, from its metrics file) and its difference to the top row
 (``delta_vs_best`` = row − top, paired bootstrap interval ``delta_vs_best_ci95``, ``significant``
 when that interval excludes 0; null when the two share no per-item scores).
+
+The document explains itself, as lm-evaluation-harness's results do: ``schema_version``
+(:data:`SCHEMA_VERSION`, the JSON Schema in ``docs/eval.schema.json``), per experiment and
+benchmark the resolved benchmark config (``configs``), and per variant the model, adapter, engine,
+sampling and bootstrap that produced its figures.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from . import cpu
+from . import cpu, layout
 from .benchmarks import BENCHMARKS, metric_rows
 from .io import read_json, read_jsonl
 from .scoring import paired_bootstrap_figures
@@ -75,6 +80,13 @@ def provenance(config: dict, seed: int, repo: str | Path) -> dict:
             "cpu": cpu.describe()}
 
 
+# The version of eval.json's layout (docs/eval.schema.json); raise it when a field changes meaning
+# or goes away.
+SCHEMA_VERSION = "1.0"
+# What each variant's entry repeats from its metrics file (rule evaluate) besides its figures.
+RUN_FIELDS = ("model", "adapter", "blank_images", "engine", "sampling", "samples_per_item", "bootstrap")
+
+
 def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict, seed: int,
           repo: str | Path, root: str | Path = "results", rounds: dict[str, list[int]] | None = None,
           sweeps: dict | None = None, pools: dict[str, str] | None = None) -> dict:
@@ -84,19 +96,21 @@ def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict,
     ``benchmark`` and ``metric``; ``rounds`` maps an experiment to its later DPO rounds (2, 3, ...),
     whose curve goes to the experiment's ``rounds`` entry; ``sweeps`` is the resolved config's
     ``sweep_points`` (sweep → ``{"base", "keys", "points": {experiment: {key: value}}}``) and
-    ``pools`` maps experiment → its data key (:func:`juicebox.sweeps.data_key`).
+    ``pools`` maps experiment → its data key (the ``data`` keys of :func:`juicebox.sharing.stage_keys`).
     """
     root = Path(root)
-    out: dict = {"experiments": {}}
+    out: dict = {"schema_version": SCHEMA_VERSION, "experiments": {}}
     for exp, benches in results.items():
-        entry = {"benchmarks": {}, "deltas": {}, "deltas_ci95": {}}
+        entry = {"benchmarks": {}, "configs": {}, "deltas": {}, "deltas_ci95": {}}
         for bench, variants in benches.items():
-            metrics = {v: read_json(root / exp / "eval" / bench / f"{v}.json") for v in variants}
+            metrics = {v: read_json(metrics_file(root, exp, bench, v)) for v in variants}
             entry["benchmarks"][bench] = {v: {"n": m["n"], "metrics": m["metrics"], "ci95": m["ci95"],
-                                              "lower_is_better": m.get("lower_is_better", [])}
+                                              "lower_is_better": m.get("lower_is_better", []),
+                                              **{k: m[k] for k in RUN_FIELDS if k in m}}
                                           for v, m in metrics.items()}
+            entry["configs"][bench] = metrics["dpo"].get("benchmark")
             entry["deltas"][bench], entry["deltas_ci95"][bench] = {}, {}
-            rows = {v: EvalRows(root / exp / "eval" / bench / f"{v}.json") for v in variants}
+            rows = {v: EvalRows(metrics_file(root, exp, bench, v)) for v in variants}
             for metric in metrics["dpo"]["metrics"]:
                 for a, b in delta_pairs(variants):
                     key = f"{a}_vs_{b}"
@@ -105,7 +119,7 @@ def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict,
                     entry["deltas_ci95"][bench].setdefault(metric, {})[key] = paired_delta_ci(
                         rows[a], rows[b], metric, seed)
         if (rounds or {}).get(exp):
-            entry["rounds"] = round_curves(root / exp, benches, rounds[exp], seed)
+            entry["rounds"] = round_curves(root, exp, benches, rounds[exp], seed)
         out["experiments"][exp] = entry
     items = ItemScores(root, ranking)
     out["ranking"] = against_best(rank(out["experiments"], ranking), items, seed)
@@ -114,6 +128,19 @@ def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict,
     out["comparisons"] = compare(results, seed, root)
     out["provenance"] = provenance(config, seed, repo)
     return out
+
+
+def check_schema(summary: dict, schema_path: str | Path) -> None:
+    """Stop with the first place where an eval.json document breaks its JSON Schema (its dotted
+    path, what was found and what the schema wants)."""
+    import jsonschema
+
+    schema = read_json(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(summary))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ValueError(f"eval.json breaks {schema_path} at {where}: {error.message}")
 
 
 def delta_pairs(variants: list[str]) -> list[tuple[str, str]]:
@@ -150,7 +177,7 @@ class ItemScores:
     def __call__(self, experiment: str, variant: str) -> EvalRows:
         key = (experiment, variant)
         if key not in self.cache:
-            self.cache[key] = EvalRows(self.root / experiment / "eval" / self.bench / f"{variant}.json")
+            self.cache[key] = EvalRows(metrics_file(self.root, experiment, self.bench, variant))
         return self.cache[key]
 
 
@@ -210,30 +237,34 @@ def compare(results: dict, seed: int, root: Path) -> list[dict]:
     for a, b in itertools.combinations(sorted(results), 2):
         for bench in [x for x in results[a] if x in results[b]]:
             for variant in [v for v in results[a][bench] if v in results[b][bench]]:
-                ma = read_json(root / a / "eval" / bench / f"{variant}.json")["metrics"]
-                mb = read_json(root / b / "eval" / bench / f"{variant}.json")["metrics"]
-                ra, rb = (EvalRows(root / exp / "eval" / bench / f"{variant}.json") for exp in (a, b))
+                ma = read_json(metrics_file(root, a, bench, variant))["metrics"]
+                mb = read_json(metrics_file(root, b, bench, variant))["metrics"]
+                ra, rb = (EvalRows(metrics_file(root, exp, bench, variant)) for exp in (a, b))
                 for metric in [m for m in ma if m in mb]:
                     out.append({"benchmark": bench, "metric": metric, "variant": variant, "a": a, "b": b,
                                 "delta": ma[metric] - mb[metric], "ci95": paired_delta_ci(ra, rb, metric, seed)})
     return out
 
 
-def round_curves(folder: Path, benches: dict[str, list[str]], later: list[int], seed: int) -> dict:
-    """Per benchmark and metric, the curve over DPO rounds: round 0 is the policy before DPO (sft,
-    else base), round 1 the first DPO adapter, round r >= 2 the adapter of round r (its metrics under
-    ``round{r}/eval``). Each point has the metric, its 95 % interval and the paired difference from
-    the previous point with its interval."""
-    def files(r: int, bench: str) -> Path:
+def metrics_file(root: str | Path, exp: str, bench: str, variant: str, round_: int = 1) -> Path:
+    """The metrics file of one evaluated variant (a trained one: of DPO round ``round_``)."""
+    return Path(layout.eval_path("metrics", variant, root=root, exp=exp, bench=bench, round=round_))
+
+
+def round_curves(root: str | Path, exp: str, benches: dict[str, list[str]], later: list[int], seed: int) -> dict:
+    """Per benchmark and metric, the curve over DPO rounds of experiment ``exp``: round 0 is the
+    policy before DPO (sft, else base), round r >= 1 the adapter of round r. Each point has the
+    metric, its 95 % interval and the paired difference from the previous point with its interval."""
+    def file(r: int, bench: str) -> Path:
         if r == 0:
-            return folder / "eval" / bench / ("sft" if "sft" in benches[bench] else "base")
-        return (folder if r == 1 else folder / f"round{r}") / "eval" / bench / "dpo"
+            return metrics_file(root, exp, bench, "sft" if "sft" in benches[bench] else "base")
+        return metrics_file(root, exp, bench, "dpo", r)
 
     curves: dict = {}
     for bench in benches:
         points = [0, 1, *later]
-        metrics = {r: read_json(files(r, bench).with_suffix(".json")) for r in points}
-        rows = {r: EvalRows(files(r, bench).with_suffix(".json")) for r in points}
+        metrics = {r: read_json(file(r, bench)) for r in points}
+        rows = {r: EvalRows(file(r, bench)) for r in points}
         for metric in metrics[1]["metrics"]:
             curve = []
             for i, r in enumerate(points):

@@ -1,4 +1,4 @@
-"""Sweeps (a grid of settings expanded into ordinary experiments) and the data key of an experiment.
+"""Sweeps: a grid of settings expanded into ordinary experiments.
 
 A ``sweeps:`` block of the config declares, per sweep, a ``base`` experiment and a ``grid`` of
 dotted keys into the experiment, each with a list of values. :func:`expand` turns every point of
@@ -6,25 +6,23 @@ the grid's product into an experiment named by its values (``kgrid-k1.5-beta0.05
 own override with the point's keys set. It runs before the experiments are resolved, so each
 generated experiment is validated and checked like a written one.
 
-:func:`data_key` names the data half of an experiment (sources, pool, recipe, k-sigma, Data-Juicer
-executor, model feedback): experiments with the same key build the same processed data, so
-the workflow can compute it once and ``results/eval.json`` can rank data pools by the models
-trained on them (the Data-Juicer sandbox's ``DataPoolRanking``).
+Experiments of a sweep that share their data half build it once: :func:`juicebox.sharing.stage_keys`
+(its ``data`` keys also let ``results/eval.json`` rank data pools, the Data-Juicer sandbox's
+``DataPoolRanking``).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 import re
 from typing import Any
 
-from .config import _resolve_ref, coerce_numbers
+from .schema import coerce_numbers, resolve_ref
 from .spec import ConfigError, closest
 
-__all__ = ["data_key", "data_settings", "expand", "get_dotted", "point_label"]
+__all__ = ["data_settings", "expand", "get_dotted", "point_label"]
 
 # Characters an experiment name may hold; any other character of a value becomes '_'.
 UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -63,7 +61,7 @@ def schema_at(key: str, schema: dict, where: str) -> dict | None:
     (an engine, pairing, Data-Juicer executor, benchmark: checked after expansion instead)."""
     node, walked = schema, []
     for part in key.split("."):
-        node = _resolve_ref(node, schema)
+        node = resolve_ref(node, schema)
         at = ".".join(walked) or "the experiment"
         if node.get("type") == "array" or "items" in node:
             raise ConfigError(f"{where}: {at} is a list, whose items a dotted key cannot reach; sweep the "

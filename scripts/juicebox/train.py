@@ -38,6 +38,7 @@ import shutil
 from pathlib import Path
 
 from .io import atomic_open, read_json, read_jsonl, write_json
+from .options import DPOOptions, LoraOptions, SFTOptions, TrainingOptions
 
 log = logging.getLogger("juicebox")
 
@@ -127,25 +128,43 @@ def reporting(tracking: dict | None, ckpt_dir: Path) -> dict:
     return trainer_reporting(tracking, ckpt_dir, int(checkpoint.rsplit("-", 1)[1]) if checkpoint else None)
 
 
-def common_args(settings: dict, output_dir: Path, seed: int) -> dict:
-    """TrainingArguments shared by SFT and DPO, from the config's train/sft block (reporting to no
-    tracker: :func:`reporting` adds them)."""
+def trl_config(options: TrainingOptions, output_dir: Path, seed: int, tracking: dict | None, vision: bool):
+    """TRL's config of one training, built from its typed options: an ``SFTConfig`` for
+    :class:`~juicebox.options.SFTOptions`, a ``DPOConfig`` for :class:`~juicebox.options.DPOOptions`.
+
+    Checkpoints go to ``output_dir``; the curves to the trackers of ``tracking`` (:func:`reporting`).
+    A vision-language model's rows are fitted to ``max_length`` beforehand (:func:`fit_vision_rows`),
+    so TRL's own truncation, which would cut through image tokens, is off for it.
+    """
     import torch
 
-    return dict(
-        output_dir=str(output_dir), num_train_epochs=settings["epochs"],
-        per_device_train_batch_size=settings["batch_size"],
-        gradient_accumulation_steps=settings["gradient_accumulation_steps"],
-        learning_rate=settings["learning_rate"], lr_scheduler_type=settings["lr_scheduler"],
-        warmup_steps=settings["warmup_ratio"], max_length=settings["max_length"], logging_steps=settings["logging_steps"],
-        save_strategy="steps", save_steps=settings["save_steps"], save_total_limit=1, report_to=[], seed=seed,
-        gradient_checkpointing=settings["gradient_checkpointing"],
-        data_seed=seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=True,
+    args = dict(
+        output_dir=str(output_dir), num_train_epochs=options.epochs, per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps, learning_rate=options.learning_rate,
+        lr_scheduler_type=options.lr_scheduler,
+        # transformers 5 has no warmup_ratio: a warmup_steps below 1 is the share of the optimizer steps
+        # (rounded up); TrainingOptions keeps warmup_ratio below 1.
+        warmup_steps=options.warmup_ratio,
+        max_length=None if vision else options.max_length, logging_steps=options.logging_steps,
+        save_strategy="steps", save_steps=options.save_steps, save_total_limit=1, seed=seed, data_seed=seed,
+        gradient_checkpointing=options.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0, disable_tqdm=True,
         # Under accelerate, the launch config's mixed precision (bf16 in the DeepSpeed presets) rules:
         # DeepSpeed refuses a Trainer whose bf16 differs from its own.
-        bf16=torch.cuda.is_available()
-        and (settings["bf16"] or os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16"),
+        bf16=torch.cuda.is_available() and (options.bf16 or os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16"),
+        **reporting(tracking, output_dir),
     )
+    if isinstance(options, DPOOptions):
+        from trl import DPOConfig
+
+        # sft_weight > 0 adds the chosen answers' NLL to the preference loss (LLaMA-Factory's pref_ftx,
+        # RPO): it keeps DPO from lowering the chosen answers' likelihood along with the rejected ones'.
+        extra = ["sft"] if options.sft_weight > 0 else []
+        return DPOConfig(**args, beta=options.beta, loss_type=[options.loss_type] + extra,
+                         loss_weights=[1.0] + [options.sft_weight] * len(extra))
+    from trl import SFTConfig
+
+    return SFTConfig(**args, completion_only_loss=True)
 
 
 def sft_rows(records: list[dict], tasks: list[str] | None, vision: bool = False) -> list[dict]:
@@ -194,8 +213,8 @@ def _rendered_lengths(row: dict, answers: tuple[str, ...], processor, prompt_len
     """
     from trl import apply_chat_template, prepare_multimodal_messages
 
+    from .images import load_image
     from .models import tokenizer_of
-    from .records import load_image
 
     example = {"prompt": prepare_multimodal_messages(row["prompt"], images=row["images"]),
                **{column: prepare_multimodal_messages(row[column]) for column in answers}}
@@ -254,19 +273,17 @@ def fit_vision_rows(rows: list[dict], processor, max_length: int, answers: tuple
     return fitted, counts
 
 
-def training_rows(rows: list[dict], processing, vision: bool, args: dict,
+def training_rows(rows: list[dict], processing, vision: bool, max_length: int,
                   answers: tuple[str, ...]) -> tuple[list[dict], dict]:
     """The rows to train on and the counts for the summary: a vision-language model's rows fitted to
-    ``max_length`` by :func:`fit_vision_rows`, with TRL's ``max_length`` in ``args`` turned off (it
-    would cut through image tokens); a text model's rows as they are (TRL truncates them)."""
+    ``max_length`` by :func:`fit_vision_rows` (:func:`trl_config` turns TRL's truncation off for
+    them); a text model's rows as they are (TRL truncates them)."""
     if not vision:
         return rows, {}
-    fitted, counts = fit_vision_rows(rows, processing, args["max_length"], answers)
-    args["max_length"] = None
-    return fitted, counts
+    return fit_vision_rows(rows, processing, max_length, answers)
 
 
-def train_sft(data: str, model_path: str, out: str, metrics: str, settings: dict, seed: int,
+def train_sft(data: str, model_path: str, out: str, metrics: str, options: SFTOptions, seed: int,
               tracking: dict | None = None) -> dict:
     """Full fine-tune of ``model_path`` on the processed pool; the model goes to ``out``; the curves
     also to the trackers of ``tracking`` (:func:`juicebox.tracking.run_settings`).
@@ -274,19 +291,18 @@ def train_sft(data: str, model_path: str, out: str, metrics: str, settings: dict
     The summary: ``examples`` (rows built from the records), for a vision-language model the
     ``truncated`` and ``skipped`` counts of :func:`fit_vision_rows`, ``steps`` and ``train_loss``.
     """
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from .models import is_vision_language, load_processing, save_model
 
     out_dir = Path(out)
     ckpt_dir = out_dir.with_name(out_dir.name + ".checkpoints")
     vision = is_vision_language(model_path)
-    rows = sft_rows(read_jsonl(data), settings.get("tasks"), vision)
+    rows = sft_rows(read_jsonl(data), options.tasks, vision)
     processing = load_processing(model_path, padding_side="right", vision=vision)
-    args = {**common_args(settings, ckpt_dir, seed), **reporting(tracking, ckpt_dir)}
-    trained, fitted = training_rows(rows, processing, vision, args, ("completion",))
-    model = vision_model_for_training(model_path, settings) if vision else model_path
-    trainer = SFTTrainer(model=model, args=SFTConfig(**args, completion_only_loss=True),
+    trained, fitted = training_rows(rows, processing, vision, options.max_length, ("completion",))
+    model = vision_model_for_training(model_path, options) if vision else model_path
+    trainer = SFTTrainer(model=model, args=trl_config(options, ckpt_dir, seed, tracking, vision),
                          train_dataset=train_dataset(trained, vision), processing_class=processing,
                          callbacks=[log_at_checkpoints()])
     result = _train(trainer, ckpt_dir, Path(metrics), SFT_COLUMNS)
@@ -302,7 +318,7 @@ VISION_TOWER = re.compile(r"(?:^|\.)(?:vision_tower|visual|vision_model)\.")
 PROJECTOR = re.compile(r"(?:^|\.)(?:multi_modal_projector|connector|merger|mm_projector)\.")
 
 
-def vision_model_for_training(model_path: str, settings: dict):
+def vision_model_for_training(model_path: str, options: SFTOptions):
     """A vision-language model for a full fine-tune, its vision tower (and, if asked, its projector)
     frozen: ``freeze_vision_tower`` (default, as LLaVA-1.5 and LLaMA-Factory train) and
     ``freeze_multi_modal_projector``."""
@@ -311,24 +327,23 @@ def vision_model_for_training(model_path: str, settings: dict):
     model = model_class(True).from_pretrained(model_path)
     frozen = 0
     for name, parameter in model.named_parameters():
-        if (settings["freeze_multi_modal_projector"] and PROJECTOR.search(name)) or \
-                (settings["freeze_vision_tower"] and VISION_TOWER.search(name) and not PROJECTOR.search(name)):
+        if (options.freeze_multi_modal_projector and PROJECTOR.search(name)) or \
+                (options.freeze_vision_tower and VISION_TOWER.search(name) and not PROJECTOR.search(name)):
             parameter.requires_grad_(False)
             frozen += parameter.numel()
     log.info("training %d of %d parameters (%d frozen: vision tower %s, projector %s)",
              sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()),
-             frozen, "frozen" if settings["freeze_vision_tower"] else "trained",
-             "frozen" if settings["freeze_multi_modal_projector"] else "trained")
+             frozen, "frozen" if options.freeze_vision_tower else "trained",
+             "frozen" if options.freeze_multi_modal_projector else "trained")
     return model
 
 
-def lora_config(settings: dict):
+def lora_config(lora: LoraOptions):
     """PEFT LoraConfig from the config's train.lora block."""
     from peft import LoraConfig
 
-    lora = settings["lora"]
-    return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                      target_modules=lora["target_modules"], task_type="CAUSAL_LM", bias="none")
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=lora.target_modules, task_type="CAUSAL_LM", bias="none")
 
 
 def dpo_rows(pairs: str, vision: bool) -> list[dict]:
@@ -352,7 +367,7 @@ def dpo_rows(pairs: str, vision: bool) -> list[dict]:
     return rows
 
 
-def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dict, seed: int,
+def train_dpo(pairs: str, model_path: str, out: str, metrics: str, options: DPOOptions, seed: int,
               tracking: dict | None = None) -> dict:
     """LoRA DPO of ``model_path`` on ``pairs`` (TRL format); a standard PEFT adapter goes to ``out``;
     the curves also to the trackers of ``tracking`` (:func:`juicebox.tracking.run_settings`).
@@ -360,7 +375,7 @@ def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dic
     The summary: ``pairs`` (rows of the file), for a vision-language model the ``truncated`` and
     ``skipped`` counts of :func:`fit_vision_rows`, ``steps`` and ``train_loss``.
     """
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     from .models import is_vision_language, load_processing
 
@@ -371,16 +386,10 @@ def train_dpo(pairs: str, model_path: str, out: str, metrics: str, settings: dic
     out_dir = Path(out)
     ckpt_dir = out_dir.with_name(out_dir.name + ".checkpoints")
     processing = load_processing(model_path, padding_side="right", vision=vision)
-    args = {**common_args(settings, ckpt_dir, seed), **reporting(tracking, ckpt_dir)}
-    trained, fitted = training_rows(rows, processing, vision, args, ("chosen", "rejected"))
-    # sft_weight > 0 adds the chosen answers' NLL to the preference loss (LLaMA-Factory's pref_ftx,
-    # RPO): it keeps DPO from lowering the chosen answers' likelihood along with the rejected ones'.
-    losses = [settings["loss_type"]] + (["sft"] if settings["sft_weight"] > 0 else [])
-    weights = [1.0] + ([settings["sft_weight"]] if settings["sft_weight"] > 0 else [])
-    trainer = DPOTrainer(model=model_path, args=DPOConfig(**args, beta=settings["beta"], loss_type=losses,
-                                                          loss_weights=weights),
+    trained, fitted = training_rows(rows, processing, vision, options.max_length, ("chosen", "rejected"))
+    trainer = DPOTrainer(model=model_path, args=trl_config(options, ckpt_dir, seed, tracking, vision),
                          train_dataset=train_dataset(trained, vision), processing_class=processing,
-                         peft_config=lora_config(settings), callbacks=[log_at_checkpoints()])
+                         peft_config=lora_config(options.lora), callbacks=[log_at_checkpoints()])
     result = _train(trainer, ckpt_dir, Path(metrics), DPO_COLUMNS)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -427,33 +436,3 @@ def _train(trainer, ckpt_dir: Path, metrics: Path, columns: list[str]) -> dict:
     if trainer.is_world_process_zero():
         write_metrics(history, metrics, columns)
     return {"steps": output.global_step, "train_loss": train_loss}
-
-
-def plot_metrics(curves: list[tuple[str, str]], png_path: str) -> None:
-    """One row of panels per (label, metrics CSV): loss, and for DPO reward margin and accuracy, per step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tables = []
-    for label, csv_path in curves:
-        with open(csv_path, encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        panels = [c for c in ("loss", "mean_token_accuracy", "rewards/margins", "rewards/accuracies")
-                  if rows and c in rows[0] and any(r[c] for r in rows)]
-        tables.append((label, rows, panels))
-    width = max(len(panels) for _, _, panels in tables)
-    fig, axes = plt.subplots(len(tables), width, figsize=(3.5 * width, 2.8 * len(tables)), squeeze=False)
-    for row_axes, (label, rows, panels) in zip(axes, tables):
-        for ax in row_axes[len(panels):]:
-            ax.axis("off")
-        for ax, column in zip(row_axes, panels):
-            points = [(int(r["step"]), float(r[column])) for r in rows if r[column]]
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker=".")
-            ax.set_xlabel("step")
-            ax.set_title(f"{label}: {column}")
-    fig.tight_layout()
-    with atomic_open(png_path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)

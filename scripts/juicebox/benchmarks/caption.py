@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..scoring import caption_figures, caption_scores
-from . import GREEDY, Benchmark, Item, _text, log, register
+from .base import GREEDY, Benchmark, Item, log, register, required_text
 
 
 @register("caption")
@@ -36,7 +36,7 @@ class CaptionBenchmark(Benchmark):
 
     def make_item(self, record: dict, line: int) -> Item:
         """A caption record → item whose gold is the list of reference captions."""
-        prompt = _text(self.field(record, "prompt"), "prompt")
+        prompt = required_text(self.field(record, "prompt"), "prompt")
         references = self.field(record, "references")
         if isinstance(references, str):
             references = [references]

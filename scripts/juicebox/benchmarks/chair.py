@@ -11,7 +11,7 @@ import numpy as np
 
 from ..scoring import ratio
 from ..spec import option
-from . import GREEDY, Benchmark, BenchmarkError, BenchmarkOptions, Item, _text, register
+from .base import GREEDY, Benchmark, BenchmarkError, BenchmarkOptions, Item, register, required_text
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -168,7 +168,7 @@ class ChairBenchmark(Benchmark):
 
     def make_item(self, record: dict, line: int) -> Item:
         """A record → item whose gold is its annotated objects (canonical names, sorted)."""
-        prompt = _text(self.field(record, "prompt"), "prompt")
+        prompt = required_text(self.field(record, "prompt"), "prompt")
         objects = self.field(record, "objects")
         if not isinstance(objects, list) or not objects or not all(isinstance(o, str) for o in objects):
             raise ValueError(f"objects must be a non-empty list of object names, found {objects!r:.80}")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from ..scoring import gold_answer_math, math_judge, pass_at_k
 from ..spec import option
-from . import Benchmark, BenchmarkOptions, Item, _text, register
+from .base import Benchmark, BenchmarkOptions, Item, register, required_text
 
 log = logging.getLogger("juicebox")
 
@@ -72,13 +72,13 @@ class MathBenchmark(Benchmark):
         if self._file_format is None:
             self._file_format = self._detect(record)
         if self._file_format == "gsm8k":
-            prompt = _text(self.field(record, "question"), "question")
-            answer = _text(self.field(record, "answer"), "answer")
+            prompt = required_text(self.field(record, "question"), "question")
+            answer = required_text(self.field(record, "answer"), "answer")
             if "####" not in answer:
                 raise ValueError("GSM8K answer has no '#### <number>' final line")
             gold = gold_answer_math(answer)
         else:
-            prompt = _text(self.field(record, "problem"), "problem")
+            prompt = required_text(self.field(record, "problem"), "problem")
             gold = self._math_gold(record)
         if not gold:
             raise ValueError("empty gold answer")
@@ -90,7 +90,7 @@ class MathBenchmark(Benchmark):
         answer = self.field(record, "answer", required=False)
         if answer is not None:
             return str(answer).strip()
-        solution = _text(self.field(record, "solution"), "solution")
+        solution = required_text(self.field(record, "solution"), "solution")
         if "\\boxed" not in solution and "\\fbox" not in solution:
             raise ValueError("MATH solution has no \\boxed{} answer (and there is no 'answer' field)")
         return gold_answer_math(solution)

@@ -7,7 +7,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from . import GREEDY, Benchmark, BenchmarkOptions, Item, _text, group_by_option, register
+from .base import GREEDY, Benchmark, BenchmarkOptions, Item, group_by_option, register, required_text
 
 # A letter opening the answer: "B", "(B)", "B.", "B) ...", "**B**"; a leading word such as
 # "A cat" or "I think" is not a choice.
@@ -111,10 +111,10 @@ class MultipleChoiceBenchmark(Benchmark):
 
     def make_item(self, record: dict, line: int) -> Item:
         """A multiple-choice record → item with its prompt and the gold letter."""
-        question = _text(self.field(record, "question"), "question")
+        question = required_text(self.field(record, "question"), "question")
         hint = self.field(record, "hint", required=False)
         if hint is not None:
-            question = f"Hint: {_text(hint, 'hint')}\n{question}"
+            question = f"Hint: {required_text(hint, 'hint')}\n{question}"
         given = self.field(record, "options", required=False)
         if given is None:
             given = _letter_columns(record) or None

@@ -11,7 +11,8 @@ from typing import Any
 
 from ..sources import RawItem
 from ..spec import option
-from . import GREEDY, Benchmark, BenchmarkError, BenchmarkOptions, Item, _text, _where, group_by_option, register
+from .base import (GREEDY, Benchmark, BenchmarkError, BenchmarkOptions, Item, group_by_option, item_location, register,
+                   required_text)
 
 log = logging.getLogger("juicebox")
 
@@ -178,7 +179,7 @@ class VqaBenchmark(Benchmark):
         """The annotations file's records by question_id (as text)."""
         by_question: dict[str, dict] = {}
         for raw in self.read_file(path):
-            where = _where(str(path), raw)
+            where = item_location(str(path), raw)
             if raw.error:
                 raise BenchmarkError(f"{where}: {raw.error}")
             if not isinstance(raw.value, dict) or raw.value.get("question_id") is None:
@@ -200,7 +201,7 @@ class VqaBenchmark(Benchmark):
 
     def make_item(self, record: dict, line: int) -> Item:
         """A VQA record → item whose gold is the list of the annotators' answers."""
-        question = _text(self.field(record, "question"), "question")
+        question = required_text(self.field(record, "question"), "question")
         answers = self._answers(self.field(record, "answers"))
         meta = {key: value for key, value in record.items() if key not in self.used_fields()}
         return {"id": self.item_id(record, line), "prompt": question, "gold": answers, "meta": meta}

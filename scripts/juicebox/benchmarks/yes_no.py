@@ -8,7 +8,7 @@ from typing import Mapping
 import numpy as np
 
 from ..scoring import ratio
-from . import GREEDY, Benchmark, BenchmarkOptions, Item, _text, group_by_option, register
+from .base import GREEDY, Benchmark, BenchmarkOptions, Item, group_by_option, register, required_text
 
 YES_NO_METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio_pred")
 
@@ -76,7 +76,7 @@ class YesNoBenchmark(Benchmark):
 
     def make_item(self, record: dict, line: int) -> Item:
         """A POPE record → item whose gold is "yes" or "no"."""
-        question = _text(self.field(record, "question"), "question")
+        question = required_text(self.field(record, "question"), "question")
         label = self.field(record, "label")
         if not isinstance(label, str) or label.strip().lower() not in ("yes", "no"):
             raise ValueError(f"label must be 'yes' or 'no', found {label!r}")

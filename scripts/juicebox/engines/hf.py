@@ -19,10 +19,12 @@ import logging
 from dataclasses import dataclass
 from typing import Collection
 
-from ..models import is_vision_language, load_processing, tokenizer_of
-from ..records import load_image, with_image_parts
+from ..images import load_image
+from ..models import is_vision_language, load_model, load_processing, tokenizer_of
+from ..records import with_image_parts
+from ..shards import pending_batches
 from ..spec import option
-from . import EngineOptions, OnDone, Prompt, Sampling, check_sees_images, register, stable_seed
+from .base import EngineOptions, OnDone, Prompt, Sampling, check_sees_images, register, stable_seed
 
 log = logging.getLogger("juicebox")
 
@@ -109,8 +111,6 @@ class HFEngine:
                  threads: int | None = None, log_dir: str | None = None):
         import torch
 
-        from ..models import load_model
-
         if threads:
             torch.set_num_threads(threads)
         self.model_path, self.adapter, self.sampling = model, adapter, sampling
@@ -145,8 +145,6 @@ class HFEngine:
         generated whole, as in a run never interrupted, and only its prompts not done are passed
         on. So a resumed shard gets the answers an uninterrupted one gets.
         """
-        from ..shards import pending_batches
-
         rendered = [(p, self.render(p)) for p in prompts]  # a text model refuses image prompts before any work
         lengths = {p.id: self.encoder.length(p, text) for p, text in rendered}
         rendered.sort(key=lambda pt: (lengths[pt[0].id], pt[0].id))
@@ -198,7 +196,7 @@ class HFEngine:
 
         ``num_return_sequences`` repeats every prompt n times before the prefill, which then
         computes the same keys and values n times: with short answers most of the work (about
-        half of it at 24 new tokens on a CPU, README). Here generate's own prefill (positions,
+        half of it at 24 new tokens on a CPU, docs/results/hf-engine.md). Here generate's own prefill (positions,
         images and all; one argmax token, discarded, draws no random numbers) fills the cache of
         the prompts once; it is cut back by the last prompt token, whose logits the sampling call
         computes, and repeated n times a row. The answers are the ones ``num_return_sequences``

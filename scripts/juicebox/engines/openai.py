@@ -27,9 +27,12 @@ import random
 from dataclasses import dataclass
 from typing import Collection, Literal
 
-from ..records import image_data_url, with_image_parts
+from ..images import image_data_url
+from ..models import is_vision_language
+from ..records import with_image_parts
 from ..spec import Options, option
-from . import NEUTRAL_SAMPLING, EngineOptions, OnDone, Prompt, Sampling, check_sees_images, register, stable_seed
+from .base import NEUTRAL_SAMPLING, EngineOptions, OnDone, Prompt, Sampling, check_sees_images, register, stable_seed
+from .servers import launch as launch_servers
 
 log = logging.getLogger("juicebox")
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -187,9 +190,6 @@ class OpenAIEngine:
         self.images_per_prompt: int | None = None
         self.sample_explicitly = launch is not None and launch.kind == "transformers"
         if launch is not None:
-            from ..models import is_vision_language
-            from .servers import launch as launch_servers
-
             check_supported(sampling, launch.kind)  # before launching anything
             self.vision = is_vision_language(model)
             self.images_per_prompt = launch.images_per_prompt if launch.kind == "vllm" else None

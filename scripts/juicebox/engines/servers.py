@@ -27,6 +27,8 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+from ..models import is_vision_language, merge_adapter
+
 log = logging.getLogger("juicebox")
 
 
@@ -76,8 +78,6 @@ def vllm_lora_rank(rank: int) -> int:
 def vllm_args(model: str, adapter: str | None, extra_args: list[str], images_per_prompt: int) -> list[str]:
     """The arguments ``vllm serve`` gets beyond port and parallelism; an option also in ``extra_args``
     is left to it (``--limit-mm-per-prompt`` never is: LaunchOptions refuses it there)."""
-    from ..models import is_vision_language
-
     given = {arg.split("=")[0] for arg in extra_args}
     args = []
     if "--generation-config" not in given:
@@ -160,8 +160,6 @@ def launch(kind: str, model: str, adapter: str | None, log_dir: str | os.PathLik
     log_dir.mkdir(parents=True, exist_ok=True)
     served_model = model
     if adapter and kind == "transformers":
-        from ..models import merge_adapter
-
         served_model = str(merge_adapter(model, adapter, log_dir / "merged-model"))
         adapter = None
     ports = [free_port() for _ in range(data_parallel_size)]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from ..spec import option
-from . import Candidate, PairingOptions, PairStrategy, Scored, register
+from .base import Candidate, PairingOptions, PairStrategy, Scored, register
 
 
 def _at_least(diff: float, bound: float) -> bool:

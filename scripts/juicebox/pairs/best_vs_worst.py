@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from . import Candidate, PairingOptions, PairStrategy, Scored, register
+from .base import Candidate, PairingOptions, PairStrategy, Scored, register
 
 
 @register("best_vs_worst")

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 
 from ..spec import option
-from . import Candidate, PairingOptions, PairStrategy, Scored, _is_number, register
+from .base import Candidate, PairingOptions, PairStrategy, Scored, is_number, register
 
 
 @register("rlaifv")
@@ -39,7 +39,7 @@ class RlaifV(PairStrategy):
         if key is None:
             return sample.reward
         value = sample.rewards.get(key)
-        if not _is_number(value):
+        if not is_number(value):
             raise ValueError(f"rlaifv: rank key {key!r} of sample {sample.index} should be a number, found "
                              f"{value!r} (its rewards have keys {sorted(sample.rewards)})")
         return float(value)

@@ -33,10 +33,11 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-from ..models import tokenizer_of
-from ..records import load_image, record_images, with_image_parts
+from ..images import load_image
+from ..models import is_vision_language, load_model, load_tokenizer, tokenizer_of
+from ..records import record_images, with_image_parts
 from ..spec import option
-from . import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register, reward_name
+from .base import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register, reward_name
 
 log = logging.getLogger("juicebox")
 
@@ -247,8 +248,6 @@ class DPOImplicit(Reward):
     def _load(self):
         """(processing, reward model, reference), loaded once; the reference is None when it is the
         reward model itself, ``_ADAPTER_OFF`` when it is the reward model with its adapter disabled."""
-        from ..models import load_model, load_tokenizer
-
         if self._loaded is None:
             self.context.set_threads()
             device = self.context.torch_device()
@@ -273,8 +272,6 @@ class DPOImplicit(Reward):
     def _check_images(self, records: list[dict]) -> None:
         """Refuse a record with images when either model is text-only (it would score the answer
         without the image it is about); read from the models' configs, before loading them."""
-        from ..models import is_vision_language
-
         record = next((r for r in records if record_images(r)), None)
         if record is None:
             return

@@ -30,9 +30,11 @@ from itertools import combinations
 
 from dataclasses import dataclass
 
-from ..records import content_text, image_data_url, record_images, with_image_parts
+from ..engines.openai import ERROR_TEXT_LIMIT, RETRYABLE_STATUS, scrub
+from ..images import image_data_url
+from ..records import content_text, record_images, with_image_parts
 from ..spec import option
-from . import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register
+from .base import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register
 
 log = logging.getLogger("juicebox")
 
@@ -216,8 +218,6 @@ class Judge(Reward):
 
     def _scrub(self, text: str, limit: int | None = None) -> str:
         """``text`` without the API key, then cut to ``limit`` characters (in that order: see ``scrub``)."""
-        from ..engines.openai import scrub
-
         return scrub(text, self._api_key, limit)
 
     async def _ask_all(self, conversations: list[list[dict]]) -> list[str | JudgeFailed]:
@@ -237,8 +237,6 @@ class Judge(Reward):
     async def _ask(self, session, semaphore: asyncio.Semaphore, messages: list[dict], rng: random.Random) -> str:
         """One chat completion with retries and backoff (the pattern of :mod:`juicebox.engines.openai`)."""
         import aiohttp
-
-        from ..engines.openai import ERROR_TEXT_LIMIT, RETRYABLE_STATUS
 
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..spec import option
-from . import Reward, RewardContext, RewardOptions, Scores, register
+from .base import Reward, RewardContext, RewardOptions, Scores, register
 
 
 def load_function(function: str, path: str | None = None) -> Callable:

@@ -6,8 +6,9 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
+from ..scoring import caption_scores
 from ..spec import option
-from . import Reward, RewardContext, RewardOptions, Scores, register
+from .base import Reward, RewardContext, RewardOptions, Scores, register
 
 log = logging.getLogger("juicebox")
 
@@ -46,8 +47,6 @@ class ReferenceCaption(Reward):
 
     def score_applicable(self, records: list[dict]) -> Scores:
         """Score all samples of all records in one pycocoevalcap run."""
-        from ..scoring import caption_scores
-
         predictions: dict[tuple[int, int], str] = {}
         references: dict[tuple[int, int], list[str]] = {}
         for i, record in enumerate(records):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..records import record_images
 from ..spec import option
-from . import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register, reward_name
+from .base import Reward, RewardContext, RewardOptions, Scores, prompt_messages, register, reward_name
 
 
 def _free_pad_id(sequences: list[list[int]], preferred: list[int | None], vocab_size: int) -> int:

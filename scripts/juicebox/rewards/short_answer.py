@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-from ..benchmarks import extract_choice, normalize_vqa_answer, parse_yes_no
+from ..benchmarks.multiple_choice import extract_choice
+from ..benchmarks.vqa import normalize_vqa_answer
+from ..benchmarks.yes_no import parse_yes_no
 from ..spec import option
-from . import Reward, RewardOptions, Scores, register, without_gold_answer
+from .base import Reward, RewardOptions, Scores, register, without_gold_answer
 
 # The match ``auto`` uses for a record's task (any other task: vqa).
 AUTO_MATCH = {"yes_no": "yes_no", "mcq": "choice"}

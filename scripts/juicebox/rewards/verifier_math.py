@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from . import Reward, Scores, register, without_gold_answer
+from ..scoring import gold_answer_math, math_judge
+from .base import Reward, Scores, register, without_gold_answer
 
 
 @register("verifier_math")
@@ -19,8 +20,6 @@ class VerifierMath(Reward):
 
     def score_applicable(self, records: list[dict]) -> Scores:
         """Judge every sample against its record's gold answer."""
-        from ..scoring import gold_answer_math, math_judge
-
         out: Scores = []
         for record in records:
             samples, answer = record.get("samples") or [], record.get("answer")
