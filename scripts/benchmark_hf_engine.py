@@ -30,7 +30,8 @@ from pathlib import Path
 from juicebox.demo_data import (caption_prompt, draw_scene, math_key, math_question, math_solution,
                                 scene_key, scene_references)
 from juicebox.engines import Prompt, Sampling, make_engine
-from juicebox.models import TinySpec, TinyVisionSpec, build_tiny_model, build_tiny_vlm
+from juicebox.models import build_tiny_model, build_tiny_vlm
+from juicebox.models import TinySpecOptions, VisionTowerOptions
 from juicebox.records import prompt_messages
 
 
@@ -68,11 +69,11 @@ def demo_items(kind: str, count: int, image_dir: Path, seed: int = 0) -> tuple[l
 def build(kind: str, outdir: Path, texts: list[str], hidden: int, layers: int) -> dict:
     """A seeded model of the given size (intermediate 2x hidden, 64-wide heads, 2 query heads per KV head)."""
     heads = max(4, hidden // 64)
-    spec = TinySpec(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                    num_attention_heads=heads, num_key_value_heads=heads // 2)
+    spec = TinySpecOptions(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                           num_attention_heads=heads, num_key_value_heads=heads // 2)
     if kind == "text":
         return build_tiny_model(outdir, texts * 4, seed=0, spec=spec)
-    return build_tiny_vlm(outdir, texts * 4, seed=0, spec=spec, vision=TinyVisionSpec())
+    return build_tiny_vlm(outdir, texts * 4, seed=0, spec=spec, vision=VisionTowerOptions())
 
 
 def fixed_length(engine) -> None:

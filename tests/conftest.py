@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from juicebox.models import TinySpecOptions, VisionTowerOptions
+
 ROOT = Path(__file__).resolve().parent.parent
+# The smallest text model the tests build (one layer): quick to build, train and serve.
+TINY_SPEC = TinySpecOptions(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                            num_key_value_heads=1, vocab_size=300)
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
@@ -111,11 +116,11 @@ def shape_image(path: Path, colour: str = "red", shape: str = "circle", size: tu
 @pytest.fixture(scope="session")
 def tiny_vlm(tmp_path_factory) -> str:
     """A tiny LLaVA-architecture VLM (CLIP tower 32 px, 16 image tokens, Qwen2 LM), built once per run."""
-    from juicebox.models import TinySpec, TinyVisionSpec, build_tiny_vlm
+    from juicebox.models import build_tiny_vlm
 
     path = tmp_path_factory.mktemp("tiny_vlm") / "model"
-    build_tiny_vlm(path, VLM_TEXTS, seed=0, spec=TinySpec(vocab_size=300, hidden_size=64, intermediate_size=128,
-                                                          num_hidden_layers=2), vision=TinyVisionSpec())
+    spec = TinySpecOptions(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2)
+    build_tiny_vlm(path, VLM_TEXTS, seed=0, spec=spec, vision=VisionTowerOptions())
     return str(path)
 
 

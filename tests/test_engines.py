@@ -22,16 +22,14 @@ import torch
 import yaml
 from aiohttp import web
 
-from conftest import juicebox_log_file, key_prefixes_in, serve_chat_completions
+from conftest import TINY_SPEC, juicebox_log_file, key_prefixes_in, serve_chat_completions
 from juicebox import engines
 from juicebox.engines import PRESETS, Prompt, Sampling, make_engine, servers
 from juicebox.engines.hf import PresenceFrequencyPenalty
 from juicebox.engines.openai import RequestFailed, check_supported, scrub
-from juicebox.models import TinySpec, build_tiny_model
+from juicebox.models import build_tiny_model
 from juicebox.records import prompt_messages
 
-SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                num_key_value_heads=1, vocab_size=300)
 TRANSFORMERS = str(Path(sys.executable).parent / "transformers")
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 120
@@ -60,7 +58,7 @@ def math_texts() -> list[str]:
 def model_dir(tmp_path_factory) -> str:
     """The tiny Qwen2 model, built once for this module."""
     path = tmp_path_factory.mktemp("engines") / "model"
-    build_tiny_model(path, math_texts(), seed=0, spec=SPEC)
+    build_tiny_model(path, math_texts(), seed=0, spec=TINY_SPEC)
     return str(path)
 
 

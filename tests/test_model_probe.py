@@ -10,7 +10,8 @@ from juicebox.io import read_jsonl, write_jsonl
 from juicebox.ksigma import stat_columns, summarize_columns
 from juicebox.model_probe import probe, reward_stats
 from juicebox.records import sft_target
-from juicebox.models import TinySpec, build_tiny_model, load_model
+from juicebox.models import build_tiny_model, load_model
+from juicebox.models import TinySpecOptions
 
 TEXTS = ["What is 2 + 3?", "5", "What is 7 + 1?", "8", "Name a colour.", "red", "A short caption."] * 20
 
@@ -18,8 +19,8 @@ TEXTS = ["What is 2 + 3?", "5", "What is 7 + 1?", "8", "Name a colour.", "red", 
 @pytest.fixture(scope="module")
 def tiny_text(tmp_path_factory):
     path = tmp_path_factory.mktemp("probe_model") / "model"
-    build_tiny_model(path, TEXTS, seed=3, spec=TinySpec(vocab_size=300, hidden_size=64, intermediate_size=128,
-                                                        num_hidden_layers=2))
+    spec = TinySpecOptions(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2)
+    build_tiny_model(path, TEXTS, seed=3, spec=spec)
     return str(path)
 
 

@@ -4,10 +4,9 @@ import hashlib
 
 import pytest
 
-from juicebox.models import ModelUnavailable, TinySpec, build_tiny_model, download_model, is_hub_id, model_slug
+from conftest import TINY_SPEC
+from juicebox.models import ModelUnavailable, build_tiny_model, download_model, is_hub_id, model_slug
 
-SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                num_key_value_heads=1, vocab_size=300)
 TEXTS = [f"What is {a} times {b}? {a * b}" for a in range(2, 13) for b in range(2, 13)]
 
 
@@ -17,9 +16,9 @@ def digest(folder):
 
 @pytest.mark.train
 def test_tiny_model_is_a_seeded_qwen2_with_a_chat_template(tmp_path):
-    summary = build_tiny_model(tmp_path / "a", TEXTS, seed=1, spec=SPEC)
-    build_tiny_model(tmp_path / "b", TEXTS, seed=1, spec=SPEC)
-    build_tiny_model(tmp_path / "c", TEXTS, seed=2, spec=SPEC)
+    summary = build_tiny_model(tmp_path / "a", TEXTS, seed=1, spec=TINY_SPEC)
+    build_tiny_model(tmp_path / "b", TEXTS, seed=1, spec=TINY_SPEC)
+    build_tiny_model(tmp_path / "c", TEXTS, seed=2, spec=TINY_SPEC)
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
     assert digest(tmp_path / "a")["model.safetensors"] != digest(tmp_path / "c")["model.safetensors"]
     assert summary["architecture"] == "Qwen2ForCausalLM" and summary["parameters"] > 0

@@ -14,8 +14,8 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, Qwen2Config,
                           Qwen2ForSequenceClassification)
 
-from conftest import juicebox_log_file, key_prefixes_in, serve_chat_completions
-from juicebox.models import TinySpec, build_tiny_model
+from conftest import TINY_SPEC, juicebox_log_file, key_prefixes_in, serve_chat_completions
+from juicebox.models import build_tiny_model
 from juicebox.rewards import REWARDS, CombinedReward, RewardContext, answer_logprobs, make_reward
 from juicebox.rewards.dpo_implicit import end_of_turn_ids
 from juicebox.rewards.judge import DEFAULT_TEMPLATE, parse_verdict
@@ -23,8 +23,6 @@ from juicebox.rewards.reward_model import _free_pad_id
 
 TEXTS = ["What is 2 plus 3?", "The answer is 5.", "A dog runs on the grass.", "Describe the picture.",
          "A red car is parked on the street.", "Two cats sleep on a sofa."] * 3
-SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                num_key_value_heads=1, vocab_size=300)
 
 
 
@@ -107,8 +105,8 @@ def tiny(tmp_path_factory):
     """Two differently seeded tiny causal LMs with the same tokenizer, a LoRA adapter over the first,
     and a tiny reward model."""
     root = tmp_path_factory.mktemp("models")
-    build_tiny_model(root / "a", TEXTS, 1, SPEC)
-    build_tiny_model(root / "b", TEXTS, 2, SPEC)
+    build_tiny_model(root / "a", TEXTS, 1, TINY_SPEC)
+    build_tiny_model(root / "b", TEXTS, 2, TINY_SPEC)
     tokenizer = AutoTokenizer.from_pretrained(root / "a")
     config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=1, num_labels=1,

@@ -77,12 +77,13 @@ def test_merged_policy_is_the_previous_policy_plus_its_adapter_and_says_so(tmp_p
 
     import torch
 
-    from juicebox.models import POLICY_PROVENANCE, TinySpec, build_tiny_model, load_model, merge_policy
+    from juicebox.models import POLICY_PROVENANCE, build_tiny_model, load_model, merge_policy
+    from juicebox.models import TinySpecOptions
 
     base = tmp_path / "base"
     build_tiny_model(base, ["one two three four five six seven"] * 20, seed=0,
-                     spec=TinySpec(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                   num_key_value_heads=1, vocab_size=64))
+                     spec=TinySpecOptions(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, num_key_value_heads=1, vocab_size=64))
     model = load_model(base).model
     peft = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"],
                                             init_lora_weights=False))

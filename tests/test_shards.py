@@ -14,15 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TINY_SPEC
 from juicebox.engines import Sampling
 from juicebox.io import read_jsonl, write_jsonl
-from juicebox.models import TinySpec, build_tiny_model
+from juicebox.models import build_tiny_model
 from juicebox.rollouts import run_shard
 from juicebox.shards import (ShardError, ShardFile, fingerprint, gather, parse_shard, pending_batches, select,
                               shard_names)
 
-SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                num_key_value_heads=1, vocab_size=300)
 HEADER = {"ids": ["a", "b", "c", "d"], "model": "tiny", "sampling": {"n": 2}}
 
 
@@ -190,7 +189,7 @@ def model_dir(tmp_path_factory) -> str:
         for b in range(10):
             texts += [f"What is {a} plus {b}?", str(a + b)]
     path = tmp_path_factory.mktemp("shards") / "model"
-    build_tiny_model(path, texts, seed=0, spec=SPEC)
+    build_tiny_model(path, texts, seed=0, spec=TINY_SPEC)
     return str(path)
 
 

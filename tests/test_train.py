@@ -12,13 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT
-from juicebox.models import TinySpec, build_tiny_model
+from conftest import ROOT, TINY_SPEC
+from juicebox.models import build_tiny_model
 
 pytestmark = pytest.mark.train
 
-SPEC = TinySpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                num_key_value_heads=1, vocab_size=300)
 TRAIN = {"epochs": 1, "batch_size": 2, "gradient_accumulation_steps": 1, "learning_rate": 0.001,
          "lr_scheduler": "constant", "warmup_ratio": 0.0, "max_length": 64, "logging_steps": 1, "save_steps": 5,
          "threads": 1, "launcher": "python", "accelerate_config": None, "bf16": False,
@@ -32,7 +30,7 @@ DPO = {**TRAIN, "beta": 0.1, "loss_type": "sigmoid", "sft_weight": 0.0,
 def model_dir(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tiny") / "model"
     texts = [f"What is {a} plus {b}? {a + b}" for a in range(2, 20) for b in range(2, 12)]
-    build_tiny_model(path, texts, seed=0, spec=SPEC)
+    build_tiny_model(path, texts, seed=0, spec=TINY_SPEC)
     return str(path)
 
 

@@ -30,9 +30,11 @@ def test_tiny_vlm_loads_as_vision_language_and_sees_the_image(tiny_vlm, shape_im
 
 @pytest.mark.train
 def test_text_model_is_not_vision_language(tmp_path):
-    from juicebox.models import TinySpec, build_tiny_model
+    from juicebox.models import build_tiny_model
+    from juicebox.models import TinySpecOptions
 
-    build_tiny_model(tmp_path / "m", ["1 + 1 = 2"] * 20, seed=0, spec=TinySpec(vocab_size=280, num_hidden_layers=1))
+    spec = TinySpecOptions(vocab_size=280, num_hidden_layers=1)
+    build_tiny_model(tmp_path / "m", ["1 + 1 = 2"] * 20, seed=0, spec=spec)
     assert not is_vision_language(tmp_path / "m")
     loaded = load_model(tmp_path / "m")
     assert not loaded.vision and loaded.tokenizer is loaded.processing

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .sources import SourceSpec, read_items
+from .spec import Options, option
 
 log = logging.getLogger("juicebox")
 
@@ -55,28 +56,28 @@ class ModelUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class TinySpec:
-    """Size of the embedded Qwen2 model (config key ``model_build``)."""
+class VisionTowerOptions(Options):
+    """Size of the embedded VLM's CLIP-style vision tower (config key ``model_build.vision``)."""
 
-    vocab_size: int = 1024
-    hidden_size: int = 128
-    intermediate_size: int = 256
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    max_position_embeddings: int = 512
+    image_size: int = option(32, "Image side in pixels.", minimum=8)
+    patch_size: int = option(8, "Patch side in pixels.", minimum=2)
+    hidden_size: int = option(64, "Hidden size.", minimum=8)
+    intermediate_size: int = option(128, "MLP size.", minimum=8)
+    num_hidden_layers: int = option(2, "Layers.", minimum=1)
+    num_attention_heads: int = option(2, "Attention heads.", minimum=1)
 
 
 @dataclass(frozen=True)
-class TinyVisionSpec:
-    """Size of the embedded VLM's CLIP-style vision tower (config key ``model_build.vision``)."""
+class TinySpecOptions(Options):
+    """Size of the embedded Qwen2 model (config key ``model_build.spec``)."""
 
-    image_size: int = 32
-    patch_size: int = 8
-    hidden_size: int = 64
-    intermediate_size: int = 128
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 2
+    vocab_size: int = option(1024, "Vocabulary of the byte-level BPE tokenizer.", minimum=260)
+    hidden_size: int = option(128, "Hidden size.", minimum=8)
+    intermediate_size: int = option(256, "MLP size.", minimum=8)
+    num_hidden_layers: int = option(4, "Layers.", minimum=1)
+    num_attention_heads: int = option(4, "Attention heads.", minimum=1)
+    num_key_value_heads: int = option(2, "Key/value heads.", minimum=1)
+    max_position_embeddings: int = option(512, "Longest sequence.", minimum=16)
 
 
 BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]{200,}")
@@ -131,7 +132,7 @@ def build_tokenizer(texts: list[str], vocab_size: int, extra_special: tuple[str,
     return tokenizer
 
 
-def _qwen2_config(tokenizer, spec: TinySpec):
+def _qwen2_config(tokenizer, spec: TinySpecOptions):
     from transformers import Qwen2Config
 
     return Qwen2Config(
@@ -149,7 +150,7 @@ def _generation_config(tokenizer):
     return GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
-def build_tiny_model(outdir: str | os.PathLike, texts: list[str], seed: int, spec: TinySpec) -> dict:
+def build_tiny_model(outdir: str | os.PathLike, texts: list[str], seed: int, spec: TinySpecOptions) -> dict:
     """Write a seeded tiny Qwen2 model and its tokenizer to ``outdir``; return a summary."""
     import torch
     from transformers import Qwen2ForCausalLM
@@ -161,11 +162,11 @@ def build_tiny_model(outdir: str | os.PathLike, texts: list[str], seed: int, spe
     save_model(model, tokenizer, outdir)
     n_params = sum(p.numel() for p in model.parameters())
     return {"architecture": "Qwen2ForCausalLM", "parameters": n_params, "vocab_size": len(tokenizer),
-            "seed": seed, **spec.__dict__}
+            "seed": seed, **spec.to_dict()}
 
 
-def build_tiny_vlm(outdir: str | os.PathLike, texts: list[str], seed: int, spec: TinySpec,
-                   vision: TinyVisionSpec) -> dict:
+def build_tiny_vlm(outdir: str | os.PathLike, texts: list[str], seed: int, spec: TinySpecOptions,
+                   vision: VisionTowerOptions) -> dict:
     """Write a seeded tiny LLaVA-architecture VLM and its processor to ``outdir``; return a summary.
 
     CLIP vision tower (``vision``) → two-layer GELU projector → tiny Qwen2 LM (``spec``). Each
@@ -204,8 +205,8 @@ def build_tiny_vlm(outdir: str | os.PathLike, texts: list[str], seed: int, spec:
     save_model(model, processor, outdir)
     n_params = sum(p.numel() for p in model.parameters())
     return {"architecture": "LlavaForConditionalGeneration", "parameters": n_params, "vocab_size": len(tokenizer),
-            "seed": seed, "image_tokens": (vision.image_size // vision.patch_size) ** 2, **spec.__dict__,
-            "vision": vision.__dict__}
+            "seed": seed, "image_tokens": (vision.image_size // vision.patch_size) ** 2, **spec.to_dict(),
+            "vision": vision.to_dict()}
 
 
 def save_model(model, processing, outdir: str | os.PathLike) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .engines.base import PRESETS
+from .models import TinySpecOptions, VisionTowerOptions
 from .spec import UNSET, ConfigError, Options, Part, closest, json_schema, option
 
 __all__ = ["DPOOptions", "DemoDataOptions", "EvalOptions", "ExperimentOptions", "FeedbackOptions", "KSigmaOptions",
@@ -81,27 +82,6 @@ class DemoDataOptions(Options):
                                  "each; MMStar, VQA and captions one).", minimum=10)
     noise_fraction: float = option(0.3, "Fraction of pool items given realistic noise (junk, repetition, "
                                    "duplicates, wrong answers).", minimum=0, maximum=0.8)
-
-
-@dataclass(frozen=True)
-class VisionTowerOptions(Options):
-    image_size: int = option(32, "Image side in pixels.", minimum=8)
-    patch_size: int = option(8, "Patch side in pixels.", minimum=2)
-    hidden_size: int = option(64, "Hidden size.", minimum=8)
-    intermediate_size: int = option(128, "MLP size.", minimum=8)
-    num_hidden_layers: int = option(2, "Layers.", minimum=1)
-    num_attention_heads: int = option(2, "Attention heads.", minimum=1)
-
-
-@dataclass(frozen=True)
-class TinySpecOptions(Options):
-    vocab_size: int = option(1024, "Vocabulary of the byte-level BPE tokenizer.", minimum=260)
-    hidden_size: int = option(128, "Hidden size.", minimum=8)
-    intermediate_size: int = option(256, "MLP size.", minimum=8)
-    num_hidden_layers: int = option(4, "Layers.", minimum=1)
-    num_attention_heads: int = option(4, "Attention heads.", minimum=1)
-    num_key_value_heads: int = option(2, "Key/value heads.", minimum=1)
-    max_position_embeddings: int = option(512, "Longest sequence.", minimum=16)
 
 
 @dataclass(frozen=True)
