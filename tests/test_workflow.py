@@ -231,7 +231,7 @@ def test_model_half_files(demo, exp):
     assert ledger["rollouts"]["kept"] == len(rollouts) == ledger["rewards"]["in"]
     for record in rollouts:
         assert len(record["samples"]) == 4 and record["sampling"]["n"] == 4
-        assert record["engine"]["type"] == "hf" and record["model"].endswith("sft/model")
+        assert record["engine"]["type"] == "hf" and record["model"].endswith(layout.path("sft", "model", exp=exp))
     assert len({r["id"] for r in rollouts}) == len(rollouts)
     pairs = pq.read_table(at(demo, "pairs", "parquet", exp)).to_pylist()
     assert pairs and all(p["chosen_reward"] > p["rejected_reward"] for p in pairs)
@@ -248,7 +248,7 @@ def test_adapter_loads_with_peft(demo):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(demo / "results/ksigma/sft/model")
+    base = AutoModelForCausalLM.from_pretrained(at(demo, "sft", "model", "ksigma"))
     model = PeftModel.from_pretrained(base, at(demo, "train", "adapter", "ksigma"))
     assert model.peft_config["default"].r == 16
     assert any("lora_A" in name for name, _ in model.named_parameters())
@@ -279,7 +279,7 @@ def test_every_model_stage_of_the_vlm_sees_the_images(demo):
     with safe_open(adapter / "adapter_model.safetensors", "pt") as tensors:
         names = list(tensors.keys())
     assert names and all(".language_model.layers." in n for n in names)
-    loaded = load_model(res / "sft/model", adapter=adapter)
+    loaded = load_model(at(demo, "sft", "model", "vlm"), adapter=adapter)
     assert loaded.vision and load_image(str(demo / pool[0]["images"][0])).size[0] > 0
     # the blank-image ablation: the same items, the same model, shown blank images (whether this
     # briefly trained model answers differently is up to it; tests/test_vlm_engines.py shows that
