@@ -67,8 +67,9 @@ def cancel_shard_midway(work, jobs: dict[str, dict]) -> dict | None:
     for job in jobs.values():
         if rule_of(job) != "rollout_shard" or job["JobState"] != "RUNNING":
             continue
-        exp, shard = job["Comment"].split("_wildcards_")[1].split("_", 1)
-        partial = work / (layout.path("rollouts", "shard", exp=exp, round=1, shard=shard) + ".partial")
+        # the wildcards in the order of the output's pattern: results/{exp}/round{round}/rollouts/shards/{shard}
+        exp, round_, shard = job["Comment"].split("_wildcards_")[1].rsplit("_", 2)
+        partial = work / (layout.path("rollouts", "shard", exp=exp, round=round_, shard=shard) + ".partial")
         done = len(partial.read_text().splitlines()) - 1 if partial.exists() else 0  # less the header
         if done > 0 or int(job["RunTime"].split(":")[-2]) >= 1:
             subprocess.run(["scancel", job["JobId"]], check=True)
