@@ -210,8 +210,10 @@ def convert(value: Any, tp: Any, where: str) -> Any:
             return value
     elif tp is float:
         value = from_string(value, (float,))
+        # an int stays an int, as Python's typing takes it for a float: the options then hold the value
+        # as written, and so does what is made from them (PEFT's adapter_config.json, ``lora_alpha: 32``)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return value
     elif tp is str:
         if isinstance(value, str):
             return value
