@@ -438,6 +438,81 @@ def test_openai_engine_launches_its_server_and_stops_it_on_close(model_dir, tmp_
             os.killpg(pid, 0)
 
 
+# A stand-in for a server that looks ready and dies on its first request (vLLM's CPU attention with
+# an unsupported head size does): /health answers 200, the first completion gets HTTP 500 and the
+# process exits after writing its traceback. With "exit" as argument it exits while starting.
+DYING_SERVER = """
+import http.server, sys, traceback
+port, mode = int(sys.argv[1]), sys.argv[2]
+if mode == "exit":
+    print("INFO loading the model", flush=True)
+    print("ValueError: There is no module or parameter named 'vision_tower.embeddings'", flush=True)
+    sys.exit(3)
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def do_POST(self):
+        self.send_response(500)
+        self.end_headers()
+        self.wfile.write(b'{"error": "EngineCore encountered an issue"}')
+        self.wfile.flush()
+        print("ERROR 12-07 10:00:00 [core.py:1] EngineCore failed", flush=True)
+        print("RuntimeError: Unsupported CPU attention configuration: head_dim=16", flush=True)
+        print("INFO shutting down", flush=True)
+        sys.exit(1)
+
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+
+def start_dying_server(tmp_path, mode: str) -> tuple[subprocess.Popen, str, Path]:
+    script, log_path, port = tmp_path / "server.py", tmp_path / "server-0.log", servers.free_port()
+    script.write_text(DYING_SERVER)
+    with open(log_path, "w", encoding="utf-8") as out:
+        proc = subprocess.Popen([sys.executable, str(script), str(port), mode], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}", log_path
+
+
+@pytest.mark.server
+def test_a_server_healthy_but_dying_on_its_first_request_fails_the_launch_with_its_error(tmp_path):
+    proc, url, log_path = start_dying_server(tmp_path, "serve")
+    try:
+        servers.wait_ready(url, proc, STARTUP_TIMEOUT, log_path)  # healthy: /health alone would pass it
+        with pytest.raises(servers.ServerFailed) as failed:
+            servers.first_answer(url, proc, "model", False, STARTUP_TIMEOUT, log_path)
+    finally:
+        servers.stop([proc], grace=5)
+    message = str(failed.value)
+    assert "HTTP 500" in message and "exited with code 1" in message
+    assert "its last error: RuntimeError: Unsupported CPU attention configuration: head_dim=16" in message
+
+
+@pytest.mark.server
+def test_a_server_exiting_while_starting_fails_the_launch_with_its_error(tmp_path):
+    proc, url, log_path = start_dying_server(tmp_path, "exit")
+    with pytest.raises(servers.ServerFailed, match=r"exited with code 3 while starting; its last error: ValueError: "
+                                                   r"There is no module or parameter named 'vision_tower\.embeddings'"):
+        servers.wait_ready(url, proc, STARTUP_TIMEOUT, log_path)
+
+
+def test_last_error_line_prefers_the_exception_then_an_error_record(tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text("INFO up\nTraceback (most recent call last):\n  File x\ntorch.OutOfMemoryError: CUDA out of memory\n"
+                   "ERROR 12-07 [core.py:1] EngineCore failed\nINFO bye\n")
+    assert servers.last_error_line(log) == "torch.OutOfMemoryError: CUDA out of memory"
+    log.write_text("INFO up\nERROR 12-07 [api_server.py:9] port in use\nINFO bye\n")
+    assert servers.last_error_line(log) == "ERROR 12-07 [api_server.py:9] port in use"
+    log.write_text("INFO up\nINFO bye\n\n")
+    assert servers.last_error_line(log) == "INFO bye"
+    log.write_text("")
+    assert servers.last_error_line(log) == "(the log is empty)"
+    assert servers.last_error_line(tmp_path / "missing.log").startswith("(no log at ")
+
+
 def test_openai_engine_needs_its_api_key_variable(monkeypatch):
     monkeypatch.delenv("JUICEBOX_UNSET_KEY", raising=False)
     with pytest.raises(ValueError, match="JUICEBOX_UNSET_KEY"):

@@ -102,7 +102,8 @@ class LaunchOptions(Options):
                                                    "serve`, CPU or one GPU).")
     tensor_parallel_size: int = option(1, "vLLM: GPUs per server.", minimum=1)
     data_parallel_size: int = option(1, "vLLM: servers, each on its own tensor_parallel_size GPUs.", minimum=1)
-    startup_timeout: float = option(600.0, "Seconds to wait for the servers to answer.", exclusive_minimum=0)
+    startup_timeout: float = option(600.0, "Seconds each server has to come up (/health), and again to answer its "
+                                    "first completion (one token; with an image for a VLM).", exclusive_minimum=0)
     images_per_prompt: int = option(1, "vLLM serving a vision-language model: the most images one prompt may "
                                     "carry (`--limit-mm-per-prompt '{\"image\": N}'`; vLLM reserves memory for "
                                     "that many); a prompt with more is refused before any request.", minimum=1)

@@ -9,20 +9,30 @@
 
 Each server's output goes to ``<log_dir>/server-<i>.log``. ``launch`` is a context manager: the
 servers are terminated (then killed) on exit, also when the rule fails.
+
+Ready means answering: a server is ready once ``/health`` answers *and* it has answered one real
+completion of one token (with an image for a vision-language model). A server can report healthy
+and die on its first request (vLLM's CPU attention with an unsupported head size does); such a
+server, or one that exits or times out while starting, fails the job at once with the last error
+line of its log.
 """
 
 from __future__ import annotations
 
 import contextlib
+import base64
+import io
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -114,6 +124,29 @@ def server_commands(kind: str, model: str, adapter: str | None, tp: int, dp: int
     raise ValueError(f"unknown server kind {kind!r}; known: vllm, transformers")
 
 
+# The lines of a server's log that say why it failed, best first: an exception (``RuntimeError: ...``,
+# ``torch.OutOfMemoryError: ...``), then a logger's ERROR record (vLLM: ``ERROR 12-07 10:00:00 [...]``).
+ERROR_LINES = (re.compile(r"\b\w*(?:Error|Exception)\b:"), re.compile(r"\bERROR\b"))
+
+
+def last_error_line(log_path: Path) -> str:
+    """The last exception line of a server's log, else its last ERROR record, else its last line."""
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"(no log at {log_path})"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for pattern in ERROR_LINES:
+        for line in reversed(lines):
+            if pattern.search(line):
+                return line
+    return lines[-1] if lines else "(the log is empty)"
+
+
+def _failed(url: str, what: str, log_path: Path) -> ServerFailed:
+    return ServerFailed(f"server {url} {what}; its last error: {last_error_line(log_path)} (log: {log_path})")
+
+
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> None:
     """Poll ``url/health`` until it answers; fail early if the process exits.
 
@@ -123,7 +156,7 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float, log_path: Path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerFailed(f"server {url} exited with code {proc.returncode}; see {log_path}")
+            raise _failed(url, f"exited with code {proc.returncode} while starting", log_path)
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
                 if resp.status == 200:
@@ -131,7 +164,45 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float, log_path: Path)
         except OSError:
             pass
         time.sleep(1.0)
-    raise ServerFailed(f"server {url} not ready after {timeout:.0f} s; see {log_path}")
+    raise _failed(url, f"was not ready after {timeout:.0f} s", log_path)
+
+
+def probe_image() -> str:
+    """A small white PNG as a data URL: the image of a vision-language model's first completion."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), "white").save(buffer, format="PNG")
+    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def first_answer(url: str, proc: subprocess.Popen, model: str, vision: bool, timeout: float, log_path: Path) -> None:
+    """Ask the server for one real completion of one token (``model``: the name to request; ``vision``:
+    with an image); ServerFailed with the log's last error line if it errs, answers no choice or exits.
+
+    A server that fails its first request may exit just after answering it: the log is read once the
+    process has ended (or 10 s on), so that its last error is in it.
+    """
+    content = [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": probe_image()}}] \
+        if vision else "Hi"
+    body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 1, "temperature": 0}
+    request = urllib.request.Request(f"{url}/v1/chat/completions", data=json.dumps(body).encode("utf-8"),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=max(timeout, 1.0)) as resp:
+            answer = json.loads(resp.read())
+        if answer.get("choices"):
+            return
+        problem = f"answered its first completion without a choice ({str(answer)[:200]})"
+    except urllib.error.HTTPError as err:
+        problem = f"failed its first completion with HTTP {err.code} ({err.read()[:200].decode('utf-8', 'replace')})"
+    except (OSError, ValueError) as err:
+        problem = f"failed its first completion ({err})"
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    if proc.poll() is not None:
+        problem += f" and exited with code {proc.returncode}"
+    raise _failed(url, problem, log_path)
 
 
 def stop(procs: list[subprocess.Popen], grace: float = 15.0) -> None:
@@ -180,6 +251,9 @@ def launch(kind: str, model: str, adapter: str | None, log_dir: str | os.PathLik
             name = "adapter" if adapter else "model"
         else:
             name = served_model
+        vision = is_vision_language(served_model)
+        for url, proc, i in zip(urls, procs, range(len(procs))):
+            first_answer(url, proc, name, vision, startup_timeout, log_dir / f"server-{i}.log")
         yield urls, name
     finally:
         stop(procs)
