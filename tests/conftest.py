@@ -138,7 +138,7 @@ def shape_images(tmp_path_factory) -> dict[str, str]:
 # test without a slow-tier marker is fast. The fast tier checks itself: a fast test may not run
 # Snakemake (run_snakemake refuses) nor take longer than FAST_LIMIT_S in its call.
 
-SLOW_TIERS = ("train", "server", "workflow", "slurm")
+SLOW_TIERS = ("train", "server", "vllm", "workflow", "slurm")
 FAST_LIMIT_S = float(os.environ.get("JUICEBOX_FAST_LIMIT_S", "60"))
 _RUNNING = {"tier": None}  # the tier of the test being set up, run or torn down
 

@@ -488,29 +488,35 @@ def test_a_server_healthy_but_dying_on_its_first_request_fails_the_launch_with_i
         servers.stop([proc], grace=5)
     message = str(failed.value)
     assert "HTTP 500" in message and "exited with code 1" in message
-    assert "its last error: RuntimeError: Unsupported CPU attention configuration: head_dim=16" in message
+    assert "its error: RuntimeError: Unsupported CPU attention configuration: head_dim=16" in message
 
 
 @pytest.mark.server
 def test_a_server_exiting_while_starting_fails_the_launch_with_its_error(tmp_path):
     proc, url, log_path = start_dying_server(tmp_path, "exit")
-    with pytest.raises(servers.ServerFailed, match=r"exited with code 3 while starting; its last error: ValueError: "
+    with pytest.raises(servers.ServerFailed, match=r"exited with code 3 while starting; its error: ValueError: "
                                                    r"There is no module or parameter named 'vision_tower\.embeddings'"):
         servers.wait_ready(url, proc, STARTUP_TIMEOUT, log_path)
 
 
-def test_last_error_line_prefers_the_exception_then_an_error_record(tmp_path):
+def test_server_error_is_the_root_cause_then_the_last_exception_then_an_error_record(tmp_path):
     log = tmp_path / "server.log"
-    log.write_text("INFO up\nTraceback (most recent call last):\n  File x\ntorch.OutOfMemoryError: CUDA out of memory\n"
-                   "ERROR 12-07 [core.py:1] EngineCore failed\nINFO bye\n")
-    assert servers.last_error_line(log) == "torch.OutOfMemoryError: CUDA out of memory"
+    # vLLM's order: the worker's traceback and error first, then the engine's and the API server's reports
+    log.write_text("INFO up\nWARNING limits: errors like `OSError: too many files` may follow\n"
+                   "(Worker) ERROR [x] Traceback (most recent call last):\n(Worker) ERROR [x]   File y\n"
+                   "(Worker) ERROR [x] RuntimeError: Unsupported CPU attention configuration: head_dim=16\n"
+                   "(APIServer) ERROR [z] vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue\n")
+    assert servers.server_error(log) == \
+        "(Worker) ERROR [x] RuntimeError: Unsupported CPU attention configuration: head_dim=16"
+    log.write_text("INFO up\nValueError: bad model\nINFO bye\n")
+    assert servers.server_error(log) == "ValueError: bad model"
     log.write_text("INFO up\nERROR 12-07 [api_server.py:9] port in use\nINFO bye\n")
-    assert servers.last_error_line(log) == "ERROR 12-07 [api_server.py:9] port in use"
+    assert servers.server_error(log) == "ERROR 12-07 [api_server.py:9] port in use"
     log.write_text("INFO up\nINFO bye\n\n")
-    assert servers.last_error_line(log) == "INFO bye"
+    assert servers.server_error(log) == "INFO bye"
     log.write_text("")
-    assert servers.last_error_line(log) == "(the log is empty)"
-    assert servers.last_error_line(tmp_path / "missing.log").startswith("(no log at ")
+    assert servers.server_error(log) == "(the log is empty)"
+    assert servers.server_error(tmp_path / "missing.log").startswith("(no log at ")
 
 
 def test_openai_engine_needs_its_api_key_variable(monkeypatch):

