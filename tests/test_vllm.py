@@ -1,6 +1,7 @@
 """Real vLLM servers (PyPI's CPU build, in .venv-vllm: `make vllm-venv`) started by the project's own
 launcher and answered through its ``openai`` engine: the tiny text model with n answers and a seed,
-its greedy answers equal to the ``hf`` engine's token for token, the tiny VLM (saved by the project,
+its greedy answers equal to the ``hf`` engine's token for token, a LoRA adapter served by name
+(greedy equal to PEFT's), the tiny VLM (saved by the project,
 so in the published key layout vLLM's loader needs) answering from its images, and a model vLLM's
 CPU attention cannot run failing the launch at once with vLLM's own error."""
 
@@ -35,9 +36,23 @@ def launch_cfg(python: str, **launch) -> dict:
 
 @pytest.fixture(scope="module")
 def text_model(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("vllm-text") / "model"
-    build_tiny_model(path, math_texts(), seed=0, spec=SERVABLE)
-    return str(path)
+    """The servable tiny model after a short SFT on sums: its greedy answers are digits, not the
+    special tokens (decoding to '') an untrained model's argmax lands on, so that comparing answers
+    compares something."""
+    from juicebox.io import write_jsonl
+    from juicebox.options import SFTOptions
+    from juicebox.train import train_sft
+
+    folder = tmp_path_factory.mktemp("vllm-text")
+    build_tiny_model(folder / "base", math_texts(), seed=0, spec=SERVABLE)
+    records = [{"id": f"m{a}-{b}", "task": "math", "prompt": f"What is {a} plus {b}?", "answer": str(a + b)}
+               for a in range(2, 20) for b in range(2, 12)]
+    write_jsonl(folder / "data.jsonl", records)
+    options = SFTOptions.parse({"epochs": 3, "batch_size": 16, "learning_rate": 0.003, "max_length": 64,
+                                "gradient_checkpointing": False, "gpus": 0, "save_steps": 1000}, "sft")
+    train_sft(str(folder / "data.jsonl"), str(folder / "base"), str(folder / "model"), str(folder / "sft.csv"),
+              options, seed=0)
+    return str(folder / "model")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +88,41 @@ def test_vllm_serves_the_text_model_n_answers_per_prompt_seeded_and_greedy_as_hf
         served.close()
     from_hf, _ = collect(hf_engine(text_model, greedy, batch_size=4), items)
     assert texts(from_vllm) == texts(from_hf)
+    assert all(any(ch.isdigit() for ch in answers[0]) for answers in texts(from_hf).values())  # not vacuous
     assert not (tmp_path / "logs" / "server-cache").exists()  # its caches gone with the server
+
+
+@pytest.fixture(scope="module")
+def text_adapter(text_model, tmp_path_factory) -> str:
+    """A LoRA adapter of the text model whose weights are random (PEFT's default init would leave the
+    model as it is), so that answers through it differ from the base model's."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = LoraConfig(r=8, lora_alpha=4, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                            "up_proj", "down_proj"], init_lora_weights=False,
+                        task_type="CAUSAL_LM")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(text_model), config)
+    path = tmp_path_factory.mktemp("vllm-adapter") / "adapter"
+    model.save_pretrained(path)
+    return str(path)
+
+
+def test_vllm_serves_the_adapter_by_name_greedy_as_hf_with_the_adapter(vllm_python, text_model, text_adapter,
+                                                                       tmp_path):
+    items = prompts(6)
+    greedy = Sampling(n=1, temperature=0.0, max_tokens=8, seed=0)
+    served = make_engine(launch_cfg(vllm_python), text_model, text_adapter, greedy, log_dir=str(tmp_path / "logs"))
+    try:
+        assert served.served_model == "adapter"  # --lora-modules adapter=<path>, --max-lora-rank 8
+        from_vllm, _ = collect(served, items)
+    finally:
+        served.close()
+    with_adapter, _ = collect(make_engine({"type": "hf", "batch_size": 4}, text_model, text_adapter, greedy), items)
+    without, _ = collect(hf_engine(text_model, greedy, batch_size=4), items)
+    assert texts(from_vllm) == texts(with_adapter) != texts(without)
 
 
 def test_vllm_serves_the_vlm_with_images_and_its_answers_depend_on_the_image(vllm_python, vlm, solid_images,
