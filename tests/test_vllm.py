@@ -1,7 +1,7 @@
 """Real vLLM servers (PyPI's CPU build, in .venv-vllm: `make vllm-venv`) started by the project's own
 launcher and answered through its ``openai`` engine: the tiny text model with n answers and a seed,
 its greedy answers equal to the ``hf`` engine's token for token, a LoRA adapter served by name
-(greedy equal to PEFT's), the tiny VLM (saved by the project,
+(greedy equal to PEFT's) and a round-2 policy with it merged in, the tiny VLM (saved by the project,
 so in the published key layout vLLM's loader needs) answering from its images, and a model vLLM's
 CPU attention cannot run failing the launch at once with vLLM's own error."""
 
@@ -123,6 +123,24 @@ def test_vllm_serves_the_adapter_by_name_greedy_as_hf_with_the_adapter(vllm_pyth
     with_adapter, _ = collect(make_engine({"type": "hf", "batch_size": 4}, text_model, text_adapter, greedy), items)
     without, _ = collect(hf_engine(text_model, greedy, batch_size=4), items)
     assert texts(from_vllm) == texts(with_adapter) != texts(without)
+
+
+def test_vllm_serves_a_round_2_policy_greedy_as_hf(vllm_python, text_model, text_adapter, tmp_path):
+    """The model a second DPO round samples from: the first round's adapter merged in by merge_policy."""
+    from juicebox.models import merge_policy
+
+    policy = tmp_path / "policy"
+    merge_policy(text_model, text_adapter, policy, round_number=2)
+    items = prompts(6)
+    greedy = Sampling(n=1, temperature=0.0, max_tokens=8, seed=0)
+    served = make_engine(launch_cfg(vllm_python), str(policy), None, greedy, log_dir=str(tmp_path / "logs"))
+    try:
+        from_vllm, _ = collect(served, items)
+    finally:
+        served.close()
+    from_hf, _ = collect(hf_engine(str(policy), greedy, batch_size=4), items)
+    assert texts(from_vllm) == texts(from_hf)
+    assert all(answers[0] for answers in texts(from_hf).values())  # not vacuous
 
 
 def test_vllm_serves_the_vlm_with_images_and_its_answers_depend_on_the_image(vllm_python, vlm, solid_images,
