@@ -135,12 +135,7 @@ def test_cluster_envs_hold_vllm_and_deepspeed():
 
 
 def test_every_rule_has_its_anatomy_and_an_existing_env():
-    rules = {}
-    for smk in (ROOT / "rules").glob("*.smk"):
-        for block in re.split(r"\n(?=rule )", smk.read_text()):
-            match = re.match(r"rule (\w+):", block)
-            if match:
-                rules[match.group(1)] = block
+    rules = rule_blocks()
     assert {"make_demo_data", "build_pool", "probe", "refine_recipe_ksigma", "process_data", "ledger"} <= set(rules)
     for name, block in rules.items():
         for directive in ("log:", "benchmark:", "conda:", "threads:", "resources:"):
