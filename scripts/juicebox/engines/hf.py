@@ -196,7 +196,7 @@ class HFEngine:
 
         ``num_return_sequences`` repeats every prompt n times before the prefill, which then
         computes the same keys and values n times: with short answers most of the work (about
-        half of it at 24 new tokens on a CPU, docs/results/hf-engine.md). Here generate's own prefill (positions,
+        half of it at 24 new tokens on a CPU, docs/results/rollouts.md). Here generate's own prefill (positions,
         images and all; one argmax token, discarded, draws no random numbers) fills the cache of
         the prompts once; it is cut back by the last prompt token, whose logits the sampling call
         computes, and repeated n times a row. The answers are the ones ``num_return_sequences``

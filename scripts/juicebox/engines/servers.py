@@ -87,11 +87,18 @@ def vllm_lora_rank(rank: int) -> int:
     return fitting[0]
 
 
-def vllm_args(model: str, adapter: str | None, extra_args: list[str], images_per_prompt: int) -> list[str]:
+def vllm_args(model: str, adapter: str | None, extra_args: list[str], images_per_prompt: int,
+              device: str = "gpu") -> list[str]:
     """The arguments ``vllm serve`` gets beyond port and parallelism; an option also in ``extra_args``
     is left to it (``--limit-mm-per-prompt`` never is: LaunchOptions refuses it there)."""
     given = {arg.split("=")[0] for arg in extra_args}
     args = []
+    if device == "cpu" and not given & {"--enable-chunked-prefill", "--no-enable-chunked-prefill"}:
+        # vLLM 0.32 on CPU: when a seeded request's prefill is split over steps, the worker rewinds
+        # its torch.Generator with set_offset, which only CUDA generators have; the server dies with
+        # "RuntimeError: CPU Generator does not use offset" (every request of the engine is seeded).
+        # Without chunked prefill a prompt is prefilled in one step and nothing is rewound.
+        args += ["--no-enable-chunked-prefill"]
     if "--generation-config" not in given:
         # vLLM fills sampling fields a request leaves out from the model's
         # generation_config.json by default ("auto"); the engine leaves out the neutral
@@ -135,7 +142,7 @@ def server_commands(kind: str, model: str, adapter: str | None, tp: int, dp: int
             env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
         if scratch is not None:
             env.update(VLLM_CACHE_ROOT=str(scratch["cache"]), TMPDIR=str(scratch["tmp"]))
-        args = vllm_args(model, adapter, extra_args, images_per_prompt)
+        args = vllm_args(model, adapter, extra_args, images_per_prompt, device)
         return [([python or sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
                   "--port", str(port), "--host", "127.0.0.1", "--tensor-parallel-size", str(tp),
                   "--served-model-name", "model", *args],

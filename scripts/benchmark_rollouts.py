@@ -1,21 +1,27 @@
-"""Rollout throughput of the `hf` engine against a per-prompt loop, decoding a fixed number of tokens.
+"""Rollout throughput: the `hf` engine, a per-prompt loop and, with --vllm, a vLLM server (CPU build),
+each decoding a fixed number of tokens.
 
-Both answer the same prompts with the same model and sampling (temperature 1, --n answers per
+All answer the same prompts with the same model and sampling (temperature 1, --n answers per
 prompt): the engine in batches of --batch-size prompts, the loop one prompt per `generate` call
-(its n answers together, through the engine's own code). Every answer is exactly --tokens tokens
-long (min_new_tokens = max_new_tokens: no end token stops a row early), so the figures measure
-decoding, not how soon an untrained model happens to stop. Each side is timed --runs times,
-alternating; the median is reported, in generated tokens per second.
+(its n answers together, through the engine's own code), vLLM through the `openai` engine with
+every prompt in flight at once (one request of n answers a prompt). Every answer is exactly
+--tokens tokens long (min_new_tokens = max_new_tokens; vLLM's min_tokens = max_tokens, and each of
+its answers must end with finish_reason "length"), so the figures measure decoding, not how soon
+an untrained model happens to stop. The hf sides are timed --runs times, alternating; then the
+vLLM server is started by the project's launcher with the Python given (`make vllm-venv`:
+.venv-vllm/bin/python) and timed --runs times once it answers (while it runs, its worker's threads
+slow whatever runs right after it). The median is reported, in generated tokens per second.
 
 The model is built here, seeded, like the embedded tiny models (--kind text: Qwen2; vlm: the
 LLaVA-architecture VLM, 16 image tokens an image) at the size given (--hidden, --layers), or
 read from --model. Prompts are the demo data's math questions (text) or caption prompts with
 their scene images (vlm). --profile adds what explains the ratio: decode time per step against
-batch rows, the prefill's share, padding. Not a test: run it and read the figures (docs/results/hf-engine.md
+batch rows, the prefill's share, padding. Not a test: run it and read the figures (docs/results/rollouts.md
 quotes them).
 
-    python scripts/benchmark_hf_engine.py --kind text
-    python scripts/benchmark_hf_engine.py --kind vlm --hidden 512 --layers 8 --profile
+    python scripts/benchmark_rollouts.py --kind text
+    python scripts/benchmark_rollouts.py --kind vlm --hidden 512 --layers 8 --profile
+    python scripts/benchmark_rollouts.py --kind text --vllm .venv-vllm/bin/python
 """
 
 import argparse
@@ -95,32 +101,74 @@ def loop(engine, prompts: list[Prompt]) -> int:
     return sum(s["n_tokens"] for p in prompts for s in engine.generate([engine.render(p)], [p.id], [p.images])[0])
 
 
+def vllm_engine(python: str, model: str, sampling: Sampling, log_dir: str):
+    """A vLLM server (CPU) of ``model`` behind the `openai` engine, all prompts in flight, every
+    answer exactly max_tokens long (vLLM's min_tokens)."""
+    engine = make_engine({"type": "openai", "concurrency": 1024,
+                          "launch": {"kind": "vllm", "device": "cpu", "python": python, "startup_timeout": 600}},
+                         model, None, sampling, log_dir=log_dir)
+    body = engine._body
+    engine._body = lambda messages, n, seed: {**body(messages, n, seed), "min_tokens": sampling.max_tokens}
+    return engine
+
+
+def served(engine, prompts: list[Prompt]) -> int:
+    """The `openai` engine's run over all prompts; generated tokens (each answer max_tokens long, which
+    its finish_reason "length" shows)."""
+    finished = []
+    engine.run(prompts, lambda prompt, samples: finished.extend(s["finish_reason"] for s in samples))
+    assert set(finished) == {"length"}, f"answers that stopped early: {finished.count('stop')}"
+    return len(finished) * engine.sampling.max_tokens
+
+
 def timed(fn, *args) -> tuple[float, int]:
     start = time.perf_counter()
     tokens = fn(*args)
     return time.perf_counter() - start, tokens
 
 
-def compare(engine, prompts: list[Prompt], runs: int) -> None:
-    """Median seconds and tokens/s of each way of answering, runs alternating between them:
-    the engine (each prompt prefilled once for its n rows), the engine with every row prefilled
-    (``num_return_sequences`` alone, as before), and the loop (one prompt a call, every row prefilled)."""
-    sides = {f"hf engine (batch {engine.batch_size})": (batched, True),
-             "hf engine, prefill per row": (batched, False),
-             "per-prompt loop": (loop, False)}
+def time_sides(sides: dict, prompts: list[Prompt], runs: int) -> tuple[dict, dict]:
+    """Each side's seconds over ``runs`` runs, alternating between the sides after one untimed warm-up
+    each, and its generated tokens. A side: (function, what it runs on, whether the hf engine shares
+    the prefill)."""
     seconds: dict[str, list[float]] = {name: [] for name in sides}
     tokens = {}
-    for name, (fn, shares_prefill) in sides.items():  # warm-up, untimed
-        engine.shares_prefill = shares_prefill
-        fn(engine, prompts[:4])
+    for fn, side, shares_prefill in sides.values():
+        if shares_prefill is not None:
+            side.shares_prefill = shares_prefill
+        fn(side, prompts[:4])
     for _ in range(runs):
-        for name, (fn, shares_prefill) in sides.items():
-            engine.shares_prefill = shares_prefill
-            s, tokens[name] = timed(fn, engine, prompts)
-            seconds[name].append(s)
+        for name, (fn, side, shares_prefill) in sides.items():
+            if shares_prefill is not None:
+                side.shares_prefill = shares_prefill
+            took, tokens[name] = timed(fn, side, prompts)
+            seconds[name].append(took)
+    return seconds, tokens
+
+
+def compare(engine, prompts: list[Prompt], runs: int, vllm_python: str | None, log_dir: str) -> None:
+    """Median seconds and tokens/s of each way of answering: the engine (each prompt prefilled once
+    for its n rows), the engine with every row prefilled (``num_return_sequences`` alone, as before)
+    and the loop (one prompt a call, every row prefilled), runs alternating between them; then, given
+    ``vllm_python``, a vLLM server, started after the others are timed (its worker's threads would
+    take CPU from whatever runs right after it) and stopped at the end."""
+    sides = {f"hf engine (batch {engine.batch_size})": (batched, engine, True),
+             "hf engine, prefill per row": (batched, engine, False),
+             "per-prompt loop": (loop, engine, False)}
+    seconds, tokens = time_sides(sides, prompts, runs)
     engine.shares_prefill = True
-    rate = {name: tokens[name] / statistics.median(seconds[name]) for name in sides}
-    for name in sides:
+    if vllm_python:
+        start = time.perf_counter()
+        server = vllm_engine(vllm_python, engine.model_path, engine.sampling, log_dir)
+        print(f"vLLM server up and answering after {time.perf_counter() - start:.0f} s")
+        try:
+            more = time_sides({"vLLM (CPU), all in flight": (served, server, None)}, prompts, runs)
+        finally:
+            server.close()
+        seconds.update(more[0])
+        tokens.update(more[1])
+    rate = {name: tokens[name] / statistics.median(seconds[name]) for name in seconds}
+    for name in seconds:
         median = statistics.median(seconds[name])
         spread = ", ".join(f"{s:.2f}" for s in seconds[name])
         print(f"{name:27s} {tokens[name]} tokens, median {median:6.2f} s ({spread}) = {rate[name]:6.0f} tokens/s, "
@@ -184,6 +232,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per batch of the engine (its default)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each side (the median is reported)")
+    parser.add_argument("--vllm", metavar="PYTHON", help="also a vLLM server (CPU) started with this Python "
+                        "(.venv-vllm/bin/python)")
     parser.add_argument("--profile", action="store_true", help="also measure decode against batch rows, padding")
     parser.add_argument("--rows", default="8,32,128,256", help="batch rows --profile measures")
     parser.add_argument("--batch-sizes", default="4,16,64", help="engine batch sizes --profile measures")
@@ -206,7 +256,7 @@ def main() -> None:
         print(f"machine: {machine()}")
         print(f"model: {model_text}; {args.kind} prompts {len(prompts)}, n {args.n}, {args.tokens} new tokens each, "
               f"{args.runs} runs")
-        compare(engine, prompts, args.runs)
+        compare(engine, prompts, args.runs, args.vllm, str(Path(tmp) / "server-logs"))
         if args.profile:
             profile(engine, prompts, [int(r) for r in args.rows.split(",")],
                     [int(b) for b in args.batch_sizes.split(",")], args.tokens, args.runs)
