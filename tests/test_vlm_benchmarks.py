@@ -12,7 +12,8 @@ import yaml
 
 from conftest import ROOT
 from juicebox.benchmarks import (BenchmarkError, load_benchmark, normalize_vqa_answer, options_from_question,
-                                 parse_yes_no, read_synonyms, rescore, vqa_accuracy)
+                                 parse_yes_no, rescore, vqa_accuracy)
+from juicebox.objects import VocabularyError, read_synonyms
 from juicebox.config import ConfigError, resolve
 from juicebox.engines import Prompt, Sampling, make_engine
 from juicebox.io import write_jsonl
@@ -282,7 +283,7 @@ def test_chair_unknown_object_and_synonym_conflicts_name_the_line(tmp_path, imag
     path = tmp_path / "chair.jsonl"
     write_jsonl(path, [{"prompt": "Describe.", "objects": ["dog"]}, {"prompt": "Describe.", "objects": ["unicorn"]}])
     (tmp_path / "synonyms.txt").write_text("dog, puppy\n\ncat, kitten, puppy\n")
-    with pytest.raises(BenchmarkError, match=r"synonyms\.txt:3: 'puppy' names 'cat' here and 'dog' on line 1"):
+    with pytest.raises(VocabularyError, match=r"synonyms\.txt:3: 'puppy' names 'cat' here and 'dog' on line 1"):
         read_synonyms(tmp_path / "synonyms.txt")
     (tmp_path / "synonyms.txt").write_text("dog, puppy\n")
     with pytest.raises(BenchmarkError, match=r"chair\.jsonl:2: objects \['unicorn'\] are in no line of the synonyms"):

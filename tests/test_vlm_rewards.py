@@ -11,7 +11,7 @@ from aiohttp import web
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from conftest import serve_chat_completions
+from conftest import ROOT, serve_chat_completions
 from juicebox.images import load_image
 from juicebox.rewards import make_reward
 
@@ -126,3 +126,41 @@ def test_judge_sends_a_path_image_as_a_data_url(shape_images):
     assert urls[1] == inline and urls[0].startswith("data:image/png;base64,")
     assert base64.b64decode(urls[0].split(",", 1)[1]) == Path(shape_images["red_circle"]).read_bytes()
     assert parts[-1]["type"] == "text" and "Which is red?" in parts[-1]["text"] and "<image>" not in parts[-1]["text"]
+
+
+# --- object_grounding ----------------------------------------------------------------------------
+
+SYNONYMS = ROOT / "tests" / "data" / "benchmarks" / "synonyms.txt"
+
+
+def grounding_record(samples, objects, where="top"):
+    record = {"id": "c1", "task": "caption", "prompt": "Describe the image.", "images": ["scene.png"],
+              "samples": [{"index": i, "text": text} for i, text in enumerate(samples)]}
+    if where == "top":
+        record["objects"] = objects
+    elif where == "meta":
+        record["meta"] = {"objects": objects}
+    return record
+
+
+def test_object_grounding_is_the_share_of_mentioned_objects_in_the_annotation():
+    reward = make_reward({"type": "object_grounding", "synonyms": str(SYNONYMS)})
+    captions = ["A dog sits next to a cat.",  # both annotated: 2/2
+                "A dog and a pony.",  # a pony (horse) is not there: 1/2
+                "Two puppies.",  # a synonym, plural: dog, 1/1
+                "A sunny day."]  # no object of the vocabulary: no_mention (0.0)
+    (row,) = reward.score([grounding_record(captions, ["dog", "kitten"], where="meta")])
+    assert [value for value, _ in row] == [1.0, 0.5, 1.0, 0.0]
+    assert row[1][1] == {"mentioned": ["dog", "horse"], "hallucinated": ["horse"], "covered": ["dog"],
+                         "annotated": ["cat", "dog"]}
+
+
+def test_object_grounding_without_annotation_or_with_unknown_objects_gives_no_value():
+    reward = make_reward({"type": "object_grounding", "synonyms": str(SYNONYMS), "no_mention": 0.5})
+    missing, unknown, text_task = reward.score([grounding_record(["A dog."], None, where="none"),
+                                                grounding_record(["A dog."], ["unicorn"]),
+                                                {**grounding_record(["A dog."], ["dog"]), "task": "math"}])
+    assert missing[0][0] is None and "no annotated objects" in missing[0][1]["reason"]
+    assert unknown[0][0] is None and "['unicorn'] are in no line" in unknown[0][1]["reason"]
+    assert text_task[0][0] is None  # captions only, by default
+    assert reward.score([grounding_record(["Nothing to see."], ["dog"])])[0][0][0] == 0.5

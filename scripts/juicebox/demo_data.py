@@ -570,8 +570,8 @@ def _write_vision(out: Path, rng: random.Random, keys: list, n_vision: int, nois
 
     # Main source (JSON array): id, task, question, answer or captions, image. A tenth of the
     # clean items give their image as a data: URI, another tenth as bare base64 text.
-    main = [{"id": f"v{i:05d}", **vision_record(k, rng), "image": f"images/{images(k)}", "noise": "clean"}
-            for i, k in enumerate(keys[:n_vision])]
+    main = [{"id": f"v{i:05d}", **vision_record(k, rng), "image": f"images/{images(k)}", "objects": scene_objects(k),
+             "noise": "clean"} for i, k in enumerate(keys[:n_vision])]
     main_keys = {item["id"]: k for item, k in zip(main, keys)}
     fields = {"id": "id", "text": "question", "answer": "answer", "image": "image"}
     side = max(len(IMAGE_NOISE_KINDS), round(len(main) * noise_fraction / 4))
@@ -601,7 +601,7 @@ def _write_vision(out: Path, rng: random.Random, keys: list, n_vision: int, nois
         record = vision_record(k, rng)
         extra.append({"item_id": f"p{i:05d}", "task": record["task"], "query": record["question"],
                       "final": record.get("answer"), "refs": record.get("captions"),
-                      "img": f"images/{images(k)}", "noise": "clean"})
+                      "img": f"images/{images(k)}", "objects": scene_objects(k), "noise": "clean"})
     extra_keys = {item["item_id"]: k for item, k in zip(extra, keys[n_vision:])}
     fields = {"id": "item_id", "text": "query", "answer": "final", "image": "img"}
     side = max(len(IMAGE_NOISE_KINDS), round(len(extra) * noise_fraction / 4))
@@ -611,6 +611,7 @@ def _write_vision(out: Path, rng: random.Random, keys: list, n_vision: int, nois
     inline = {item["item_id"] for i, item in enumerate(extra) if i % 10 == 3}
     for item in extra_items:
         item.setdefault("noise_of", "")
+        item.setdefault("objects", None)  # a column of every row (pyarrow takes the first row's keys)
         path = item["img"]
         item["img"] = ({"bytes": (out / path).read_bytes(), "path": Path(path).name} if item["item_id"] in inline
                        else {"bytes": None, "path": path})

@@ -24,7 +24,9 @@ from .records import prompt_messages, record_images
 from .shards import ShardFile, gather
 
 log = logging.getLogger("juicebox")
-CARRIED = ("id", "task", "prompt", "answer", "references", "images")
+# What a rollout record keeps of its processed record: rewards read the gold (answer, references),
+# the images, and the source's other fields under meta (object_grounding's annotated objects).
+CARRIED = ("id", "task", "prompt", "answer", "references", "images", "meta")
 
 
 def select_prompts(records: list[dict], tasks: list[str] | None, limit: int | None,

@@ -32,7 +32,7 @@ from .base import (BENCHMARKS, GREEDY, Benchmark, BenchmarkError, BenchmarkOptio
                    group_by_option, item_location, load_benchmark, metric_rows, register, required_text, rescore,
                    row_sets)
 from .caption import CaptionBenchmark
-from .chair import ChairBenchmark, read_synonyms
+from .chair import ChairBenchmark
 from .math_answers import MathBenchmark
 from .multiple_choice import MultipleChoiceBenchmark, extract_choice, options_from_question, render_choices
 from .vqa import VqaBenchmark, normalize_vqa_answer, vqa_accuracy
@@ -41,5 +41,5 @@ from .yes_no import YesNoBenchmark, parse_yes_no, pope_metrics
 __all__ = ["BENCHMARKS", "GREEDY", "Benchmark", "BenchmarkError", "BenchmarkOptions", "CaptionBenchmark",
            "ChairBenchmark", "Item", "MathBenchmark", "MultipleChoiceBenchmark", "SamplingOptions", "VqaBenchmark",
            "YesNoBenchmark", "extract_choice", "group_by_option", "item_location", "load_benchmark", "metric_rows",
-           "normalize_vqa_answer", "options_from_question", "parse_yes_no", "pope_metrics", "read_synonyms",
-           "register", "render_choices", "required_text", "rescore", "row_sets", "vqa_accuracy"]
+           "normalize_vqa_answer", "options_from_question", "parse_yes_no", "pope_metrics", "register",
+           "render_choices", "required_text", "rescore", "row_sets", "vqa_accuracy"]

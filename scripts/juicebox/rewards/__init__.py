@@ -24,8 +24,8 @@ such as CIDEr depend on the whole scored set, and model rewards batch across pro
   values a reward exposes for ranking (``rank_keys``, e.g. ``dpo_implicit.avg``);
 * ``details``: {name: details}; ``reward_reason``: why ``reward`` is None (else None).
 
-Types (one module each): ``verifier_math``, ``short_answer``, ``reference_caption``,
-``dpo_implicit``, ``reward_model``, ``judge``, ``python``.
+Types (one module each): ``verifier_math``, ``math_steps``, ``object_grounding``, ``short_answer``,
+``reference_caption``, ``dpo_implicit``, ``reward_model``, ``judge``, ``python``.
 
 Records with images: ``dpo_implicit`` shows them to vision-language models (and refuses them
 for a text-only model), ``judge`` sends them to the judge as data URLs, ``reward_model`` (a
@@ -34,8 +34,8 @@ not there.
 """
 
 # Each type's module registers it (each imports only light things at the top).
-from . import (dpo_implicit, judge, python_function, reference_caption, reward_model,  # noqa: F401
-               short_answer, verifier_math)
+from . import (dpo_implicit, judge, math_steps, object_grounding, python_function, reference_caption,  # noqa: F401
+               reward_model, short_answer, verifier_math)
 from .base import (REWARDS, CombinedReward, Reward, RewardContext, RewardOptions, Scores, check_names, make_reward,
                    prompt_messages, register, reward_name, without_gold_answer)
 from .dpo_implicit import answer_logprobs
