@@ -7,6 +7,9 @@ again whole (CIDEr's IDF is computed over the chunk) and only its prompts not ye
 appended, so the shard's bytes are those of an uninterrupted run.
 """
 
+import shutil
+from pathlib import Path
+
 from juicebox.io import read_jsonl, setup_logging
 from juicebox.rewards import CombinedReward, RewardContext
 from juicebox.shards import ShardFile, parse_shard, pending_batches, select
@@ -15,8 +18,12 @@ log = setup_logging(snakemake.log[0])
 settings = snakemake.params.settings
 index, count = parse_shard(snakemake.wildcards.shard)
 records = select(read_jsonl(snakemake.input.rollouts), index, count)
+# A reward that asks models (divide_conquer) keeps their replies in the cache folder beside the
+# shard's partial file, so that a resumed shard asks nothing again; removed once the shard is done.
+cache_dir = Path(snakemake.output[0] + ".cache")
 context = RewardContext(policy_model=snakemake.input.policy, base_model=snakemake.input.base,
-                        threads=snakemake.threads, seed=snakemake.params.seed)
+                        threads=snakemake.threads, seed=snakemake.params.seed,
+                        log_dir=str(Path(snakemake.log[0]).parent), cache_dir=str(cache_dir))
 # The chunk size decides the scores (CIDEr's IDF), so a partial file from another chunk size is set aside.
 shard = ShardFile(snakemake.output[0], {"ids": [r["id"] for r in records], "rewards": settings["functions"],
                                         "chunk": settings["chunk"], "policy": snakemake.input.policy,
@@ -31,3 +38,4 @@ if chunks:
             if record["id"] not in done:
                 shard.append(record)
 shard.finish(r["id"] for r in records)
+shutil.rmtree(cache_dir, ignore_errors=True)

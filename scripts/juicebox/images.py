@@ -206,6 +206,18 @@ def image_data_url(reference: str) -> str:
         return f"data:{mime};base64,{base64.b64encode(handle.read()).decode('ascii')}"
 
 
+def image_digest(reference: str) -> str:
+    """SHA-256 of an image reference's bytes (a file's, or a ``data:`` URI's decoded payload)."""
+    import hashlib
+
+    if reference.startswith("data:"):
+        data = base64.b64decode(reference.split(",", 1)[1])
+    else:
+        with open(reference, "rb") as handle:
+            data = handle.read()
+    return hashlib.sha256(data).hexdigest()
+
+
 def blank_image(reference: str) -> str:
     """A white image of the same size as ``reference``, as a PNG ``data:`` URI (the blank-image
     ablation of the evaluation)."""

@@ -25,7 +25,7 @@ such as CIDEr depend on the whole scored set, and model rewards batch across pro
 * ``details``: {name: details}; ``reward_reason``: why ``reward`` is None (else None).
 
 Types (one module each): ``verifier_math``, ``math_steps``, ``object_grounding``, ``short_answer``,
-``reference_caption``, ``dpo_implicit``, ``reward_model``, ``judge``, ``python``.
+``reference_caption``, ``dpo_implicit``, ``reward_model``, ``judge``, ``divide_conquer``, ``python``.
 
 Records with images: ``dpo_implicit`` shows them to vision-language models (and refuses them
 for a text-only model), ``judge`` sends them to the judge as data URLs, ``reward_model`` (a
@@ -34,8 +34,8 @@ not there.
 """
 
 # Each type's module registers it (each imports only light things at the top).
-from . import (dpo_implicit, judge, math_steps, object_grounding, python_function, reference_caption,  # noqa: F401
-               reward_model, short_answer, verifier_math)
+from . import (divide_conquer, dpo_implicit, judge, math_steps, object_grounding, python_function,  # noqa: F401
+               reference_caption, reward_model, short_answer, verifier_math)
 from .base import (REWARDS, CombinedReward, Reward, RewardContext, RewardOptions, Scores, check_names, make_reward,
                    prompt_messages, register, reward_name, without_gold_answer)
 from .dpo_implicit import answer_logprobs

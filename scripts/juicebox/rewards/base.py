@@ -41,8 +41,9 @@ class RewardContext:
 
     ``policy_model`` (+ ``policy_adapter``) is the model whose samples are scored; ``base_model``
     is the model it started from (dpo_implicit's defaults for its reward and reference models).
-    ``device`` None means CUDA when available, else CPU. ``dtype`` is the default load dtype of
-    model rewards ("auto": as saved).
+    ``cache_dir``: where a reward may keep what it asked models, so that a resumed shard need not
+    ask again (None: nowhere). ``device`` None means CUDA when available, else CPU. ``dtype`` is
+    the default load dtype of model rewards ("auto": as saved).
     """
 
     policy_model: str | None = None
@@ -53,6 +54,7 @@ class RewardContext:
     threads: int | None = None
     seed: int = 0
     log_dir: str | None = None
+    cache_dir: str | None = None
 
     def torch_device(self) -> str:
         """The device model rewards run on."""
