@@ -33,8 +33,8 @@ def main() -> None:
         print(f"{path} (steps checked against {args.against}): {len(records)} prompts, {len(details)} answers")
         print(f"  final answer right: {share(len(final), len(details))}")
         print(f"  final answer right with a wrong (or no) step: {share(lucky, len(final))}")
-        print(f"  P(final right | every step right) = {share(sum(d['final_correct'] for d in right_steps), len(right_steps))}")
-        print(f"  P(final right | a step wrong or none) = {share(sum(d['final_correct'] for d in wrong_steps), len(wrong_steps))}")
+        for label, group in (("every step right", right_steps), ("a step wrong or none", wrong_steps)):
+            print(f"  P(final right | {label}) = {share(sum(d['final_correct'] for d in group), len(group))}")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def record(pid, samples, task="math", prompt=None, answer="5", references=(), im
 
 def test_registry_knows_every_type():
     assert set(REWARDS) == {"verifier_math", "reference_caption", "dpo_implicit", "reward_model", "judge", "python",
-                            "short_answer", "math_steps"}
+                            "short_answer", "math_steps", "object_grounding", "divide_conquer"}
 
 
 # --- verifier_math ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ class says whether it runs a model. The slurm profile turns the resources into s
 
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from .engines import ENGINES
@@ -21,8 +22,15 @@ CHECKOUT_VARIABLE = "JUICEBOX_ROOT"
 
 
 def export_checkout(basedir: str | Path) -> None:
-    """Name the workflow's checkout to the conda envs this run creates (and to its jobs)."""
+    """Name the workflow's checkout to the conda envs this run creates (and to its jobs), and put the
+    folder of the Python running Snakemake first on the jobs' PATH: rules start ``python``,
+    ``accelerate`` and ``transformers`` by name, which must be this environment's when Snakemake is
+    started as ``.venv/bin/snakemake`` without the venv activated (a job's conda env, when conda
+    is used, comes first again)."""
     os.environ[CHECKOUT_VARIABLE] = str(basedir)
+    here = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != here:
+        os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
 
 
 def engine_gpus(settings: dict) -> int:
