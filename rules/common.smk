@@ -356,6 +356,26 @@ def reward_gpus(wildcards):
     return cluster.reward_gpus(experiment(wildcards)["rewards"]["functions"])
 
 
+def reward_inputs(wildcards):
+    """The workflow's outputs that a reward's options name (a model an experiment trains, used by
+    divide_conquer as writer or labeller): inputs of the reward shard, so that they are made first.
+    """
+    found = set()
+
+    def walk(value):
+        if isinstance(value, str) and made_by_workflow(value):
+            found.add(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(experiment(wildcards)["rewards"]["functions"])
+    return sorted(found)
+
+
 def launcher(settings):
     """How a training script is started (python, accelerate launch, or srun over nodes)."""
     return cluster.launcher(

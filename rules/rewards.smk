@@ -3,6 +3,7 @@ rule reward_shard:
         rollouts=layout.path("rollouts", "rollouts"),
         base=base_model,
         policy=round_policy,
+        models=reward_inputs,
     output:
         layout.path("rewards", "shard"),
     log:

@@ -119,6 +119,46 @@ def test_rlaifv_missing_rank_key_names_prompt_and_key():
         build_pairs([record], {"type": "rlaifv", "rank_keys": ["sum"]}, 0)
 
 
+def test_rlaifv_strict_follow_rank_zips_in_rank_order_without_a_length_check():
+    # rank 3 of 7: top {0, 1, 2}, bottom {4, 5, 6}; zipped best with best: (0, 4), (1, 5), (2, 6);
+    # sample 0 is 40 words longer than 4 (beyond distance 25), kept: no word-count check
+    texts = [words(43, "a")] + [words(3, f"t{k}") for k in range(1, 7)]
+    record = rec("v1", [7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], texts=texts)
+    strict = {"type": "rlaifv", "strict_follow_rank": True, "max_pairs_per_prompt": None}
+    assert pairs_of(build_pairs([record], strict, 0)) == [(0, 4), (1, 5), (2, 6)]
+    # the default mode: every chosen x rejected within 25 words (not 0's)
+    assert pairs_of(build_pairs([record], {"type": "rlaifv", "max_pairs_per_prompt": None}, 0)) == \
+        [(1, 4), (1, 5), (1, 6), (2, 4), (2, 5), (2, 6)]
+    # ranked by the first rank key: sum puts 3 first, so the zip starts there
+    by_key = [{"sum": s} for s in (2, 1, 3, 4, 0, -1)]
+    keyed = rec("v2", [6.0, 5.0, 4.0, 3.0, 2.0, 1.0], rewards_by_key=by_key)
+    got = pairs_of(build_pairs([keyed], {**strict, "rank_keys": ["sum"]}, 0))
+    assert got == [(0, 5), (2, 4)]  # top by sum: 3, 2, 0; bottom: 1, 4, 5; (3, 1) left out: 3.0 < 5.0
+
+
+def test_duplicate_pairs_and_the_per_image_cap(tmp_path):
+    dup = rec("d", [1.0, 1.0, 0.0], texts=["same answer", "same answer", "other"])
+    assert pairs_of(build_pairs([dup], {"type": "all_pairs"}, 0)) == [(0, 2), (1, 2)]
+    assert pairs_of(build_pairs([dup], {"type": "all_pairs", "drop_duplicates": True}, 0)) == [(0, 2)]
+    picture = str(shape_image(tmp_path / "p.png"))
+    same_image = [rec(f"q{k}", [1.0, 0.5, 0.0], images=[picture]) for k in range(3)]  # 3 pairs each
+    other = rec("x", [1.0, 0.0], images=[str(shape_image(tmp_path / "o.png", "blue"))])
+    config = {"type": "all_pairs", "max_pairs_per_image": 3}
+    result = build_pairs(same_image + [other], config, 0)
+    assert len([r for r in result.rows if r["prompt_id"] != "x"]) == 3 and pairs_of(result, "x") == [(0, 1)]
+    again = build_pairs(list(reversed(same_image)) + [other], config, 0)
+    assert sorted(pairs_of(again)) == sorted(pairs_of(result))  # a seeded sample, whatever the input order
+    assert set(result.reasons.values()) <= {"image_cap"}
+
+
+def test_the_ledger_reports_the_pairs_length_balance():
+    records = [rec("a", [1.0, 0.0], texts=[words(6, "a"), words(2, "b")]),
+               rec("b", [1.0, 0.0], texts=[words(2, "c"), words(3, "d")])]
+    result = build_pairs(records, {"type": "all_pairs"}, 0)
+    assert result.stage["about"] == {"pairs": 2, "mean_length_gap_words": 1.5, "chosen_longer": 1,
+                                     "rejected_longer": 1, "same_length": 0}
+
+
 # --- usable samples and reasons -------------------------------------------------------------
 
 def test_missing_failed_and_too_few_samples():
@@ -150,9 +190,9 @@ def test_config_errors_say_what_was_expected():
     with pytest.raises(ValueError, match=r"pairing\.type: unknown pairing type 'best'; known: all_pairs, "
                                          r"best_vs_worst, rlaifv"):
         STRATEGIES.build({"type": "best"}, "pairing")
-    with pytest.raises(ValueError, match=r"pairing: unknown key 'rank'; allowed keys: length_balance, "
-                                         r"max_mean_length_gap, max_pairs_per_prompt, min_margin, near_identical, "
-                                         r"seed, type"):
+    with pytest.raises(ValueError, match=r"pairing: unknown key 'rank'; allowed keys: drop_duplicates, "
+                                         r"length_balance, max_mean_length_gap, max_pairs_per_image, "
+                                         r"max_pairs_per_prompt, min_margin, near_identical, seed, type"):
         STRATEGIES.build({"type": "all_pairs", "rank": 3, "near_identical": 0.9}, "pairing")
     with pytest.raises(ValueError, match=r"pairing\.max_pairs_per_prompt: expected a number >= 1, found 0"):
         STRATEGIES.build({"type": "rlaifv", "max_pairs_per_prompt": 0}, "pairing")
@@ -250,7 +290,9 @@ def test_ledger_counts_prompts_and_adds_up():
     result = build_pairs(records, {"type": "all_pairs", "min_margin": 0.1}, 0)
     assert result.stage == {"in": 7, "kept": 2, "rejected": 0,
                             "dropped": {"no_samples": 1, "single_sample": 1, "equal_rewards": 1,
-                                        "below_margin": 1, "near_identical": 1}}
+                                        "below_margin": 1, "near_identical": 1},
+                            "about": {"pairs": 4, "mean_length_gap_words": 0.0, "chosen_longer": 0,
+                                      "rejected_longer": 0, "same_length": 4}}
     check({"stages": {"pairs": result.stage}})
     stats = result.stats
     assert stats["pairs"] == 4 and stats["prompts_with_pairs"] == 2

@@ -29,11 +29,14 @@ class LedgerError(ValueError):
 
 
 def stage(n_in: int, kept: int, dropped: dict[str, int] | None = None, rejected: int = 0,
-          added: dict[str, int] | None = None) -> dict[str, Any]:
-    """One stage's entry, in the ledger's key order."""
+          added: dict[str, int] | None = None, about: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One stage's entry, in the ledger's key order; ``about``: figures of what the stage made (the
+    pairs' length balance), not counted in the sums."""
     entry: dict[str, Any] = {"in": n_in, "kept": kept, "dropped": dict(dropped or {}), "rejected": rejected}
     if added:
         entry["added"] = dict(added)
+    if about:
+        entry["about"] = dict(about)
     return entry
 
 

@@ -19,7 +19,7 @@ from ..spec import Options, option
 
 # Why a prompt produced no pairs, in the order the steps run (also the order in the ledger).
 REASONS = ("no_samples", "single_sample", "equal_rewards", "below_margin", "rank_disagreement",
-           "word_distance", "near_identical", "length_balance")
+           "word_distance", "near_identical", "image_cap", "length_balance")
 
 
 # --- samples ------------------------------------------------------------------------------
@@ -89,6 +89,11 @@ class PairingOptions(Options):
     near_identical: float | None = option(0.95, "Drop a pair whose texts have a similarity ratio >= this "
                                           "(null: drop only pairs identical after normalisation, which "
                                           "always happens).", minimum=0, maximum=1)
+    drop_duplicates: bool = option(False, "Keep one of a prompt's pairs with the same chosen and rejected texts "
+                                   "(RLAIF-V's DeleteSameFilter).")
+    max_pairs_per_image: int | None = option(None, "At most this many pairs over all prompts showing the same "
+                                             "images, a seeded sample (RLAIF-V's NumFilter: 3; null: no cap).",
+                                             minimum=1)
     length_balance: bool = option(False, "Drop the most length-biased pairs until the mean signed word gap "
                                   "(chosen - rejected) is within +-max_mean_length_gap (RLAIF-V's LengthFilter).")
     max_mean_length_gap: float = option(0.5, "The bound of length_balance, in words.", minimum=0)

@@ -74,7 +74,32 @@ def prompt_pairs(record: dict, strategy: PairStrategy, seed: int) -> tuple[list[
                 if not is_near_identical(c, r, strategy.options.near_identical)]
     if not distinct:
         return [], "near_identical"
+    if strategy.options.drop_duplicates:
+        seen: set[tuple[str, str]] = set()
+        distinct = [pair for pair in sorted(distinct, key=_pair_order)
+                    if (pair[0].text, pair[1].text) not in seen and not seen.add((pair[0].text, pair[1].text))]
     return cap_pairs(distinct, strategy.max_pairs_per_prompt, rng), None
+
+
+def cap_per_image(by_prompt: dict[str, list[Candidate]], records: list[dict], cap: int,
+                  seed: int) -> dict[str, list[Candidate]]:
+    """At most ``cap`` pairs over the prompts that show the same images (a seeded sample, the same
+    whatever the input order); prompts without images are not capped."""
+    groups: dict[tuple[str, ...], list[tuple[str, Candidate]]] = {}
+    for record in records:
+        images = tuple(record_images(record))
+        if images and record["id"] in by_prompt:
+            groups.setdefault(images, []).extend((record["id"], pair) for pair in by_prompt[record["id"]])
+    out = {pid: list(pairs) for pid, pairs in by_prompt.items()}
+    for images, pairs in groups.items():
+        if len(pairs) <= cap:
+            continue
+        ordered = sorted(pairs, key=lambda item: (item[0], *_pair_order(item[1])))
+        kept = {(pid, *_pair_order(pair))
+                for pid, pair in random.Random(f"{seed}:{'|'.join(images)}").sample(ordered, cap)}
+        for pid in {pid for pid, _ in pairs}:
+            out[pid] = [pair for pair in out[pid] if (pid, *_pair_order(pair)) in kept]
+    return out
 
 
 def _length_gap(pair: Candidate) -> int:
@@ -143,6 +168,9 @@ def pair_stats(rows: list[dict], n_prompts: int) -> dict:
         "mean_chosen_reward": _mean([row["chosen_reward"] for row in rows]),
         "mean_rejected_reward": _mean([row["rejected_reward"] for row in rows]),
         "mean_length_gap_words": _mean([float(_row_length_gap(row)) for row in rows]),
+        "chosen_longer": sum(_row_length_gap(row) > 0 for row in rows),
+        "rejected_longer": sum(_row_length_gap(row) < 0 for row in rows),
+        "same_length": sum(_row_length_gap(row) == 0 for row in rows),
         "pairs_per_prompt": {str(n): per_prompt[n] for n in sorted(per_prompt)},
     }
 
@@ -174,9 +202,13 @@ def build_pairs(records: list[dict], strategy: dict, seed: int) -> PairResult:
             by_prompt[record["id"]] = found
         else:
             reasons[record["id"]] = reason
+    if settings.max_pairs_per_image is not None:
+        by_prompt = cap_per_image(by_prompt, records, settings.max_pairs_per_image, seed)
+        reasons.update({pid: "image_cap" for pid, plist in by_prompt.items() if not plist})
     if settings.length_balance:
         by_prompt = balance_lengths(by_prompt, settings.max_mean_length_gap)
-        reasons.update({pid: "length_balance" for pid, plist in by_prompt.items() if not plist})
+        reasons.update({pid: "length_balance" for pid, plist in by_prompt.items()
+                        if not plist and pid not in reasons})
     paired = [record for record in records if by_prompt.get(record["id"])]
     parts = any(record_images(record) for record in paired)
     conversational = parts or any(isinstance(record["prompt"], list) for record in records)
@@ -190,6 +222,9 @@ def build_pairs(records: list[dict], strategy: dict, seed: int) -> PairResult:
     counts = Counter(reasons.values())
     kept = len(records) - len(reasons)
     stats = {**pair_stats(rows, len(records)), "strategy": {"type": chooser.type, **settings.to_dict()}, "seed": seed}
-    return PairResult(rows=rows, stage=ledger_stage(len(records), kept, {r: counts[r] for r in REASONS if counts[r]}),
+    balance = {key: stats[key] for key in ("pairs", "mean_length_gap_words", "chosen_longer", "rejected_longer",
+                                           "same_length")}
+    return PairResult(rows=rows, stage=ledger_stage(len(records), kept, {r: counts[r] for r in REASONS if counts[r]},
+                                                    about=balance),
                       stats=stats, reasons={pid: reasons[pid] for pid in ids if pid in reasons},
                       conversational=conversational)

@@ -20,6 +20,15 @@ class RlaifV(PairStrategy):
     sample is ever both. Pairs are chosen × rejected with chosen reward > rejected reward whose
     word counts differ by less than ``distance``; at most ``max_pairs_per_prompt`` per prompt,
     drawn with the prompt's seeded rng.
+
+    ``strict_follow_rank`` (upstream's ``pair_union``): the chosen and the rejected, each in the
+    order of the first ranking (best first), are paired one to one (``zip``: the best chosen with
+    the best of the rejected, and so on) with no word-count check. That is the mode upstream's
+    pipeline runs whatever its flag says: ``dpo_reward_pipeline.py`` calls
+    ``data_pair_builder.main(rewards, sample_k, rank, distance)`` against the signature
+    ``main(rewards, sample_k, rank, strict_follow_rank, distance)``, so ``distance`` (25) lands in
+    the strict flag's slot. A zipped pair whose chosen reward is not above its rejected one is left
+    out (upstream keeps it; every strategy here proposes only ordered pairs).
     """
 
     @dataclass(frozen=True)
@@ -33,6 +42,9 @@ class RlaifV(PairStrategy):
                                  exclusive_minimum=0)
         max_pairs_per_prompt: int | None = option(3, "At most this many pairs per prompt, a seeded sample "
                                                   "(null: all).", minimum=1)
+        strict_follow_rank: bool = option(False, "Pair chosen and rejected one to one in rank order, no word-count "
+                                          "check (what upstream's pipeline runs: it passes `distance` into this "
+                                          "flag's slot).")
 
     @staticmethod
     def _value(sample: Scored, key: str | None) -> float:
@@ -60,6 +72,13 @@ class RlaifV(PairStrategy):
     def pairs(self, samples: list[Scored], rng: random.Random) -> tuple[list[Candidate], str | None]:
         """Ranked chosen × rejected pairs within ``distance`` words, or why there are none."""
         top, bottom = self._top_and_bottom(samples)
+        if self.options.strict_follow_rank:
+            key = (self.options.rank_keys or [None])[0]
+            order = sorted(samples, key=lambda s: (-self._value(s, key), s.index))
+            chosen = [s for s in order if s.index in top]
+            rejected = [s for s in order if s.index in bottom]
+            zipped = [(c, r) for c, r in zip(chosen, rejected) if c.reward > r.reward]
+            return (zipped, None) if zipped else ([], "rank_disagreement")
         chosen = [s for s in samples if s.index in top]
         rejected = [s for s in samples if s.index in bottom]
         ranked = [(c, r) for c in chosen for r in rejected if c.reward > r.reward]
