@@ -84,7 +84,7 @@ def provenance(config: dict, seed: int, repo: str | Path) -> dict:
 # or goes away.
 SCHEMA_VERSION = "1.0"
 # What each variant's entry repeats from its metrics file (rule evaluate) besides its figures.
-RUN_FIELDS = ("model", "adapter", "blank_images", "engine", "sampling", "samples_per_item", "bootstrap")
+RUN_FIELDS = ("model", "adapter", "blank_images", "engine", "sampling", "samples_per_item", "bootstrap", "rejudge")
 
 
 def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict, seed: int,

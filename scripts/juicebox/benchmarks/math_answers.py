@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..rejudge import Rejudge, RejudgeOptions
 from ..scoring import gold_answer_math, math_judge, pass_at_k
 from ..spec import option
 from .base import Benchmark, BenchmarkOptions, Item, register, required_text
@@ -23,6 +24,13 @@ class MathBenchmark(Benchmark):
     record. Metrics: ``pass@1`` (mean over items of the fraction of that item's samples that are
     correct) and ``pass@k`` for each configured ``k`` up to the smallest number of samples per
     item, by the unbiased estimator; intervals bootstrap the per-item values.
+
+    With ``rejudge:`` (DeepVision's re-judge, :mod:`juicebox.rejudge`), every sample math-verify
+    marks wrong goes to the judge with the question, the gold and the extracted answer; the
+    metrics add ``rejudged_pass@1`` (a sample counts when math-verify or the judge says correct)
+    and ``flipped`` (the share of an item's samples the judge flipped, averaged over items), each
+    with its interval, and the file counts ``rejudge`` (judged, flipped, unparsed replies). Each
+    row's ``score.rejudge`` holds the judged samples: index, answer shown, reply, verdict.
     """
 
     task = "math"
@@ -37,6 +45,8 @@ class MathBenchmark(Benchmark):
         format: Literal["auto", "gsm8k", "math"] = option("auto", "File format; auto: the first record decides "
                                                           "(a `problem` field: MATH, a `question`: GSM8K).")
         k: list[int] = option([1], "pass@k for each k (1 is always reported), up to the samples per item.")
+        rejudge: RejudgeOptions | None = option(None, "Re-judge what math-verify marks wrong with an LLM judge "
+                                                "(DeepVision's re-judge; null: off).")
 
         def check(self) -> None:
             """Every k is a positive integer (and the keys every benchmark takes are consistent)."""
@@ -49,6 +59,7 @@ class MathBenchmark(Benchmark):
         self.format = options.format
         self.k = sorted(set(options.k) | {1})
         self._file_format: str | None = None
+        self.rejudge = options.rejudge
 
     def describe(self) -> dict[str, Any]:
         """Settings, plus the math format and the requested k."""
@@ -99,6 +110,7 @@ class MathBenchmark(Benchmark):
               seed: int) -> tuple[list[dict], dict]:
         """Judge every sample; per item ``correct``/``extracted`` lists and pass@k values."""
         by_id = self.check_predictions(items, predictions)
+        judge = Rejudge(self.rejudge) if self.rejudge is not None else None
         min_samples = min(len(by_id[item["id"]]) for item in items)
         ks = [k for k in self.k if k <= min_samples]
         if len(ks) < len(self.k):
@@ -110,10 +122,36 @@ class MathBenchmark(Benchmark):
             judged = [math_judge(sample, str(item["gold"])) for sample in samples]
             correct = [ok for ok, _ in judged]
             scores = {f"pass@{k}": pass_at_k(len(correct), sum(correct), k) for k in ks}
-            rows.append({"id": item["id"], "prompt": item["prompt"], "predictions": samples, "gold": item["gold"],
-                         "score": {"correct": correct, "extracted": [text for _, text in judged], **scores},
-                         "stats": {"items": 1.0, **scores}})
-        return rows, self.summary(rows, seed, "mean over items of the per-item unbiased pass@k")
+            row = {"id": item["id"], "prompt": item["prompt"], "predictions": samples, "gold": item["gold"],
+                   "score": {"correct": correct, "extracted": [text for _, text in judged], **scores},
+                   "stats": {"items": 1.0, **scores}}
+            if judge is not None:
+                self._rejudge(judge, item, row)
+            rows.append(row)
+        summary = self.summary(rows, seed, "mean over items of the per-item unbiased pass@k")
+        if judge is not None:
+            judged_rows = [j for row in rows for j in row["score"]["rejudge"]]
+            summary["rejudge"] = {"judged": len(judged_rows), "flipped": sum(j["verdict"] is True for j in judged_rows),
+                                  "unparsed": sum(j["verdict"] is None for j in judged_rows),
+                                  "judge": {"endpoint": self.rejudge.endpoint, "model": self.rejudge.model}}
+        return rows, summary
+
+    def _rejudge(self, judge: Rejudge, item: Item, row: dict) -> None:
+        """The judge's verdict on each sample math-verify marked wrong, in the row; its stats gain
+        ``rejudged_pass@1`` and ``flipped``."""
+        score, samples = row["score"], row["predictions"]
+        rejudged, asked = list(score["correct"]), []
+        for index, (ok, extracted) in enumerate(zip(score["correct"], score["extracted"])):
+            if ok:
+                continue
+            shown = extracted if extracted is not None else samples[index]
+            verdict = judge.judge(item["prompt"], str(item["gold"]), shown)
+            asked.append({"index": index, "answer": shown, **verdict})
+            rejudged[index] = verdict["verdict"] is True
+        n = len(rejudged)
+        score.update(rejudge=asked, rejudged=rejudged)
+        row["stats"].update({"rejudged_pass@1": sum(rejudged) / n,
+                             "flipped": sum(a["verdict"] is True for a in asked) / n})
 
 
 # --- captions ----------------------------------------------------------------------------

@@ -37,15 +37,13 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..chat_client import api_key, post_chat
 from ..engines import ENGINES, Prompt, Sampling, make_engine
-from ..engines.openai import request_messages, scrub
+from ..engines.openai import request_messages
 from ..images import image_digest
 from ..options import EngineBlock
 from ..records import content_text, prompt_messages as record_prompt_messages, record_images
@@ -124,7 +122,8 @@ class LabellerOptions(Options):
     top_logprobs: int = option(20, "Endpoint: the first token's top_logprobs asked for.", minimum=1)
     batch_size: int = option(16, "Local: questions per forward pass.", minimum=1)
     timeout: float = option(120.0, "Endpoint: seconds per request.", exclusive_minimum=0)
-    retries: int = option(3, "Endpoint: retries of a failed request (connection errors, HTTP 5xx, 429).", minimum=0)
+    retries: int = option(3, "Endpoint: retries of a failed request (connection errors, timeouts, HTTP 408/409/"
+                          "425/429/5xx).", minimum=0)
 
 
 @register("divide_conquer")
@@ -329,9 +328,7 @@ class EndpointLabeller:
 
     def __init__(self, options: LabellerOptions, context) -> None:
         self.options = options
-        self.api_key = os.environ.get(options.api_key_env) if options.api_key_env else None
-        if options.api_key_env and not self.api_key:
-            raise ValueError(f"environment variable {options.api_key_env} (divide_conquer labeller) is not set")
+        self.key = api_key(options.api_key_env, "divide_conquer labeller")
 
     def probabilities(self, questions: list[str], images: list[str]) -> list[tuple[float, float]]:
         return [self.one(question, images) for question in questions]
@@ -340,33 +337,13 @@ class EndpointLabeller:
         body = {"model": self.options.model, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
                 "top_logprobs": self.options.top_logprobs,
                 "messages": request_messages(Prompt("q", [{"role": "user", "content": question}], images))}
-        reply = self.post(body)
+        reply = post_chat(self.options.endpoint, body, self.key, self.options.timeout, self.options.retries)
         try:
             top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
         except (KeyError, IndexError, TypeError) as err:
             raise RuntimeError(f"divide_conquer: {self.options.endpoint} returned no top_logprobs for the first "
                                f"token (the labeller endpoint must return logprobs): {str(reply)[:200]}") from err
-        prob = {}
+        prob: dict[str, float] = {}
         for entry in top:
             prob[entry["token"]] = prob.get(entry["token"], 0.0) + math.exp(entry["logprob"])
         return sum(prob.get(w, 0.0) for w in YES), sum(prob.get(w, 0.0) for w in NO)
-
-    def post(self, body: dict) -> dict:
-        url = f"{self.options.endpoint.rstrip('/')}/v1/chat/completions"
-        headers = {"Content-Type": "application/json",
-                   **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})}
-        error = "no attempt"
-        for attempt in range(self.options.retries + 1):
-            request = urllib.request.Request(url, json.dumps(body).encode("utf-8"), headers)
-            try:
-                with urllib.request.urlopen(request, timeout=self.options.timeout) as response:
-                    return json.loads(response.read())
-            except urllib.error.HTTPError as err:
-                error = f"HTTP {err.code} from {url}: {scrub(err.read().decode('utf-8', 'replace'), self.api_key, 500)}"
-                if err.code != 429 and err.code < 500:
-                    break
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                error = scrub(f"{type(err).__name__} at {url}: {err}", self.api_key)
-            if attempt < self.options.retries:
-                time.sleep(2 ** attempt)
-        raise RuntimeError(f"divide_conquer labeller: {error}")

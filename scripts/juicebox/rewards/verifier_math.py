@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..rejudge import Rejudge, RejudgeOptions
+from ..records import prompt_text
 from ..scoring import gold_answer_math, math_judge
-from .base import Reward, Scores, register, without_gold_answer
+from ..spec import option
+from .base import Reward, RewardOptions, Scores, register, without_gold_answer
 
 
 @register("verifier_math")
@@ -13,10 +18,27 @@ class VerifierMath(Reward):
     The gold answer is reduced to its final answer first (GSM8K ``#### N``, MATH's last
     ``\\boxed{}``), exactly as the benchmarks do (:mod:`juicebox.scoring`), so a reward of 1.0 means
     what "correct" means in the evaluation. Garbage is 0.0, never an error. A record without a
-    gold answer gets None for every sample.
+    gold answer gets None for every sample. With ``rejudge:``, a sample math-verify marks wrong
+    goes to DeepVision's judge (:mod:`juicebox.rejudge`), and 1.0 when it says correct; its reply
+    and verdict are in the details.
     """
 
     default_tasks = ("math",)
+
+    @dataclass(frozen=True)
+    class Options(RewardOptions):
+        """verifier_math keys."""
+
+        rejudge: RejudgeOptions | None = option(None, "Re-judge what math-verify marks wrong with an LLM judge "
+                                                "(DeepVision's re-judge; null: off).")
+
+    def __init__(self, options: Options | None = None, context=None) -> None:
+        super().__init__(options, context)
+        self.judge = Rejudge(self.options.rejudge) if self.options.rejudge is not None else None
+
+    def settings(self) -> dict:
+        rejudge = self.options.rejudge
+        return {"rejudge": None if rejudge is None else {"endpoint": rejudge.endpoint, "model": rejudge.model}}
 
     def score_applicable(self, records: list[dict]) -> Scores:
         """Judge every sample against its record's gold answer."""
@@ -30,7 +52,13 @@ class VerifierMath(Reward):
             gold = gold_answer_math(str(answer))
             row = []
             for sample in samples:
-                correct, extracted = math_judge(sample.get("text") or "", gold)
-                row.append((1.0 if correct else 0.0, {"gold": gold, "extracted": extracted}))
+                text = sample.get("text") or ""
+                correct, extracted = math_judge(text, gold)
+                details = {"gold": gold, "extracted": extracted}
+                if not correct and self.judge is not None:
+                    verdict = self.judge.judge(prompt_text(record["prompt"]), gold,
+                                               extracted if extracted is not None else text)
+                    correct, details = verdict["verdict"] is True, {**details, "rejudge": verdict}
+                row.append((1.0 if correct else 0.0, details))
             out.append(row)
         return out
