@@ -72,7 +72,7 @@ rule sft:
         data=layout.path("processed", "data"),
         model=base_model,
     output:
-        **outputs("sft", "model", "metrics", "summary"),
+        **outputs("sft", "model", "metrics", "summary", "prompt_answer"),
     log:
         layout.log("sft", "sft"),
     benchmark:
@@ -101,5 +101,6 @@ rule sft:
     shell:
         "{params.launcher} {params.script} sft --data {input.data} --model {input.model}"
         " --out {output.model} --metrics {output.metrics} --summary {output.summary}"
+        " --examples {output.prompt_answer}"
         " --seed {params.seed} --threads {threads} --settings {params.settings:q}"
         " --tracking {params.tracking:q} > {log} 2>&1"

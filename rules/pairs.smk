@@ -7,6 +7,7 @@ rule make_pairs:
             "parquet",
             "jsonl",
             "llamafactory",
+            "rw_pair",
             "dataset_info",
             "stage",
             "summary",

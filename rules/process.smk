@@ -4,7 +4,7 @@ rule process_data:
         recipe=layout.path("recipe", "refined"),
         model_stats=feedback_model_stats,
     output:
-        **outputs("processed", "data", "stage", "summary"),
+        **outputs("processed", "data", "prompts", "stage", "summary"),
     log:
         layout.log("processed", "process_data"),
     benchmark:

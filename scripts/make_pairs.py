@@ -8,8 +8,9 @@ the text the policy was sampled from. When pairs have images, the prompts are in
 
 from pathlib import Path
 
-from juicebox.io import read_jsonl, setup_logging, write_json
+from juicebox.io import read_jsonl, setup_logging, write_json, write_jsonl
 from juicebox.pairs import build_pairs, dataset_info, needs_sharegpt, write_llamafactory, write_pairs
+from juicebox.real_kinds import rw_pair_rows
 from juicebox.records import prompt_messages
 
 log = setup_logging(snakemake.log[0])
@@ -18,6 +19,7 @@ records = [{**r, "prompt": prompt_messages(r["prompt"], snakemake.params.system_
 result = build_pairs(records, snakemake.params.pairing, snakemake.params.seed)
 write_pairs(result.rows, snakemake.output.parquet, snakemake.output.jsonl, result.conversational)
 write_llamafactory(result.rows, snakemake.output.llamafactory)
+write_jsonl(snakemake.output.rw_pair, rw_pair_rows(result.rows))  # ReaL's rw_pair kind
 name = f"juicebox_{snakemake.wildcards.exp}"
 if needs_sharegpt(result.rows, result.conversational):
     info = dataset_info(name, Path(snakemake.output.llamafactory).name, True,

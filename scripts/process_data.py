@@ -11,6 +11,7 @@ from collections import Counter
 from juicebox import dj
 from juicebox.io import read_jsonl, setup_logging, write_json, write_jsonl
 from juicebox.model_probe import process_with_feedback
+from juicebox.real_kinds import prompt_rows
 
 log = setup_logging(snakemake.log[0])
 records = read_jsonl(snakemake.input.pool)
@@ -21,6 +22,7 @@ stats = ({row["id"]: row["stats"] for row in read_jsonl(snakemake.input.model_st
 kept, counts, feedback = process_with_feedback(records, snakemake.input.recipe, snakemake.params.scratch,
                                                snakemake.params.dj, stats, snakemake.params.before_ops)
 write_jsonl(snakemake.output.data, kept)
+write_jsonl(snakemake.output.prompts, prompt_rows(kept))  # ReaL's prompt kind
 write_json(snakemake.output.stage, dj.process_stage(len(records), len(kept), counts))
 
 

@@ -25,6 +25,8 @@ def main() -> None:
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--examples", default=None,
+                        help="sft: also write the examples in ReaL's prompt_answer kind (juicebox.real_kinds)")
     parser.add_argument("--tracking", default=None,
                         help="JSON: where the curves are also logged (juicebox.tracking.run_settings); none: nowhere")
     args = parser.parse_args()
@@ -36,7 +38,8 @@ def main() -> None:
     train, options = (train_sft, SFTOptions) if args.stage == "sft" else (train_dpo, DPOOptions)
     tracking = json.loads(args.tracking) if args.tracking else None
     settings = options.parse(json.loads(args.settings), args.stage)
-    result = train(args.data, args.model, args.out, args.metrics, settings, args.seed, tracking)
+    extra = {"examples_out": args.examples} if args.stage == "sft" else {}
+    result = train(args.data, args.model, args.out, args.metrics, settings, args.seed, tracking, **extra)
     write_json(args.summary, result)
     log.info("%s done: %s", args.stage, result)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .engines.base import PRESETS
+from .engines.base import PRESETS, EngineBlock
 from .models import TinySpecOptions, VisionTowerOptions
 from .spec import UNSET, ConfigError, Options, Part, closest, json_schema, option
 
@@ -42,11 +42,6 @@ LORA_TARGETS = (r"(?!.*(?:vision|visual|audio))(?:.*\.)?(?:model|language_model|
 
 
 # --- the registries' blocks ----------------------------------------------------------------
-
-class EngineBlock(Part):
-    schema_name = "engine"
-    about = ("How answers are generated: {type: hf | openai, ...the engine's keys} (docs/config.md, \"Engines\").")
-
 
 class PoolStepBlock(Part):
     schema_name = "pool_step"

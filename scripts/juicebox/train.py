@@ -37,7 +37,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .io import atomic_open, read_json, read_jsonl, write_json
+from .io import atomic_open, read_json, read_jsonl, write_json, write_jsonl
 from .options import DPOOptions, LoraOptions, SFTOptions, TrainingOptions
 
 log = logging.getLogger("juicebox")
@@ -167,21 +167,28 @@ def trl_config(options: TrainingOptions, output_dir: Path, seed: int, tracking: 
     return SFTConfig(**args, completion_only_loss=True)
 
 
-def sft_rows(records: list[dict], tasks: list[str] | None, vision: bool = False) -> list[dict]:
-    """Prompt-completion chat rows from processed records: math → answer, caption → first reference.
+def sft_examples(records: list[dict], tasks: list[str] | None) -> list[tuple[dict, str]]:
+    """The records SFT trains on (of ``tasks``, when given) with the text each is trained towards:
+    its answer, else its first reference (:func:`..records.sft_target`)."""
+    from .records import sft_target
+
+    examples = [(record, sft_target(record)) for record in records if not tasks or record.get("task") in tasks]
+    examples = [(record, target) for record, target in examples if target is not None]
+    if not examples:
+        raise ValueError("no processed record has an answer or a reference to train on")
+    return examples
+
+
+def sft_rows(examples: list[tuple[dict, str]], vision: bool = False) -> list[dict]:
+    """Prompt-completion chat rows of SFT's examples (:func:`sft_examples`).
 
     ``vision``: rows for a vision-language model, the prompt in content parts with the record's
     images (paths) in an ``images`` column.
     """
-    from .records import prompt_messages, record_images, sft_target, vision_chat
+    from .records import prompt_messages, record_images, vision_chat
 
     rows = []
-    for record in records:
-        if tasks and record.get("task") not in tasks:
-            continue
-        target = sft_target(record)
-        if target is None:
-            continue
+    for record, target in examples:
         completion = [{"role": "assistant", "content": target}]
         if vision:
             images = record_images(record)
@@ -189,8 +196,6 @@ def sft_rows(records: list[dict], tasks: list[str] | None, vision: bool = False)
                          "images": images})
         else:
             rows.append({"prompt": prompt_messages(record["prompt"]), "completion": completion})
-    if not rows:
-        raise ValueError("no processed record has an answer or a reference to train on")
     return rows
 
 
@@ -284,9 +289,10 @@ def training_rows(rows: list[dict], processing, vision: bool, max_length: int,
 
 
 def train_sft(data: str, model_path: str, out: str, metrics: str, options: SFTOptions, seed: int,
-              tracking: dict | None = None) -> dict:
+              tracking: dict | None = None, examples_out: str | None = None) -> dict:
     """Full fine-tune of ``model_path`` on the processed pool; the model goes to ``out``; the curves
-    also to the trackers of ``tracking`` (:func:`juicebox.tracking.run_settings`).
+    also to the trackers of ``tracking`` (:func:`juicebox.tracking.run_settings`); the examples, in
+    ReaL's ``prompt_answer`` kind (:mod:`juicebox.real_kinds`), to ``examples_out`` when given.
 
     The summary: ``examples`` (rows built from the records), for a vision-language model the
     ``truncated`` and ``skipped`` counts of :func:`fit_vision_rows`, ``steps`` and ``train_loss``.
@@ -298,7 +304,8 @@ def train_sft(data: str, model_path: str, out: str, metrics: str, options: SFTOp
     out_dir = Path(out)
     ckpt_dir = out_dir.with_name(out_dir.name + ".checkpoints")
     vision = is_vision_language(model_path)
-    rows = sft_rows(read_jsonl(data), options.tasks, vision)
+    examples = sft_examples(read_jsonl(data), options.tasks)
+    rows = sft_rows(examples, vision)
     processing = load_processing(model_path, padding_side="right", vision=vision)
     trained, fitted = training_rows(rows, processing, vision, options.max_length, ("completion",))
     model = vision_model_for_training(model_path, options) if vision else model_path
@@ -307,6 +314,10 @@ def train_sft(data: str, model_path: str, out: str, metrics: str, options: SFTOp
                          callbacks=[log_at_checkpoints()])
     result = _train(trainer, ckpt_dir, Path(metrics), SFT_COLUMNS)
     save_model(trainer.model, processing, out_dir)
+    if examples_out is not None and trainer.is_world_process_zero():
+        from .real_kinds import prompt_answer_rows
+
+        write_jsonl(examples_out, prompt_answer_rows([r for r, _ in examples], [t for _, t in examples]))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return {"examples": len(rows), **fitted, **result}
 

@@ -12,10 +12,17 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from ..registry import Registry
-from ..spec import Options
+from ..spec import Options, Part
 
 ENGINES = Registry("engine", default="hf")
 register = ENGINES.register
+
+
+class EngineBlock(Part):
+    """A config block naming an engine (``rollouts.engine``, ``eval.engine``, a writer model's)."""
+
+    schema_name = "engine"
+    about = ("How answers are generated: {type: hf | openai, ...the engine's keys} (docs/config.md, \"Engines\").")
 
 # Sampling presets. The first four are the DeepVision-103k toolkit's table (its evaluation
 # scripts' ``--hyperparam``), value for value:

@@ -43,9 +43,9 @@ from pathlib import Path
 
 from ..chat_client import api_key, post_chat
 from ..engines import ENGINES, Prompt, Sampling, make_engine
+from ..engines.base import EngineBlock
 from ..engines.openai import request_messages
 from ..images import image_digest
-from ..options import EngineBlock
 from ..records import content_text, prompt_messages as record_prompt_messages, record_images
 from ..spec import Options, option
 from .base import Reward, RewardOptions, Scores, register
