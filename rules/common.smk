@@ -248,11 +248,33 @@ def round_variants(exp):
     return [v for v in variants(exp) if layout.eval_stage(v) == "round_eval"]
 
 
+def given_pairs(exp):
+    """Whether the experiment's pairs come with its data (pairing type given: no rollouts, no rewards)."""
+    return EXPERIMENTS[exp]["pairing"]["type"] == "given"
+
+
+def round_stages(exp):
+    """The stages of a DPO round of the experiment: rollouts, rewards, pairs; pairs alone when given."""
+    return ("pairs",) if given_pairs(exp) else ROUND_STAGES
+
+
+def pairs_input(wildcards):
+    """What make_pairs pairs: the scored rollouts, or the processed records when the pairs are given."""
+    if given_pairs(wildcards.exp):
+        return layout.path("processed", "data", exp=wildcards.exp)
+    return layout.path("rewards", "scored", exp=wildcards.exp, round=wildcards.round)
+
+
+def ledger_stage_names(wildcards):
+    """The ledger's stages of the experiment, in order: the data half's, then round 1's."""
+    return ["pool", "process", *round_stages(wildcards.exp)]
+
+
 def ledger_stage_files(wildcards):
     """The counts of the data stages and of round 1's stages, in the ledger's order."""
     return [
         layout.path(stage, "stage", exp=wildcards.exp, round=1)
-        for stage in ("pool", "processed", *ROUND_STAGES)
+        for stage in ("pool", "processed", *round_stages(wildcards.exp))
     ]
 
 
@@ -307,6 +329,7 @@ def report_figures():
             ("rewards", "plot"),
             ("pairs", "plot"),
         )
+        if stage in ("processed", *round_stages(exp))
     ] + [
         layout.path("summary", "plot", bench=bench)
         for bench in dict.fromkeys(b for exp in EXPERIMENTS for b in benchmarks(exp))
@@ -333,7 +356,7 @@ def model_outputs():
     return [
         layout.path(stage, name, exp=exp, round=r)
         for exp in EXPERIMENTS
-        for stage in ("sft", "policy", *ROUND_STAGES, "train")
+        for stage in ("sft", "policy", *round_stages(exp), "train")
         if stage != "sft" or EXPERIMENTS[exp]["sft"]["enabled"]
         for r in (rounds_of(exp) if layout.STAGES[stage].scope == "round" else [1])
         if stage != "policy" or r > 1

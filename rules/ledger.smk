@@ -1,7 +1,3 @@
-# The ledger's stages, in order: the data half's, then round 1's (later rounds: rounds).
-LEDGER_STAGES = ["pool", "process", *ROUND_STAGES]
-
-
 rule ledger:
     input:
         stages=ledger_stage_files,
@@ -20,7 +16,7 @@ rule ledger:
         mem_mb=500,
         runtime=5,
     params:
-        stages=LEDGER_STAGES,
+        stages=ledger_stage_names,
         trainings=lambda w: list(training_summaries(w)),
         rounds=lambda w: later_rounds(w.exp),
         round_stages=ROUND_STAGES,

@@ -1,6 +1,6 @@
 rule make_pairs:
     input:
-        layout.path("rewards", "scored"),
+        pairs_input,
     output:
         **outputs(
             "pairs",

@@ -37,8 +37,8 @@ def pairs_of(result, pid=None):
 
 # --- strategies -----------------------------------------------------------------------------
 
-def test_registry_knows_the_three_strategies():
-    assert {"best_vs_worst", "all_pairs", "rlaifv"} <= set(STRATEGIES)
+def test_registry_knows_the_four_strategies():
+    assert set(STRATEGIES) == {"best_vs_worst", "all_pairs", "rlaifv", "given"}
 
 
 def test_best_vs_worst_breaks_ties_by_lowest_index():
@@ -188,7 +188,7 @@ def test_bad_samples_raise_with_the_prompt_id():
 
 def test_config_errors_say_what_was_expected():
     with pytest.raises(ValueError, match=r"pairing\.type: unknown pairing type 'best'; known: all_pairs, "
-                                         r"best_vs_worst, rlaifv"):
+                                         r"best_vs_worst, given, rlaifv"):
         STRATEGIES.build({"type": "best"}, "pairing")
     with pytest.raises(ValueError, match=r"pairing: unknown key 'rank'; allowed keys: drop_duplicates, "
                                          r"length_balance, max_mean_length_gap, max_pairs_per_image, "
@@ -440,3 +440,25 @@ def test_llamafactory_refuses_a_prompt_that_ends_with_the_assistant(tmp_path):
         llamafactory_rows(rows, tmp_path)
     plain = build_pairs([rec("m1", [1.0, 0.0])], {"type": "best_vs_worst"}, 0)
     assert not needs_sharegpt(plain.rows, plain.conversational)
+
+
+# --- pairs given with the data ---------------------------------------------------------------
+
+def given_record(pid, pos, neg, where="meta"):
+    record = {"id": pid, "task": "math", "prompt": f"question {pid}", "answer": None, "references": [],
+              "images": []}
+    fields = {"pos_answers": pos, "neg_answers": neg}
+    return {**record, "meta": fields} if where == "meta" else {**record, **fields}
+
+
+def test_given_pairs_are_the_records_own_one_to_one():
+    records = [given_record("a", ["5", "five"], ["6", "seven"]), given_record("b", ["x y"], ["z"], where="top"),
+               {**given_record("c", [], []), "meta": {}}]
+    result = build_pairs(records, {"type": "given"}, 0)
+    rows = [(r["prompt_id"], r["chosen"], r["rejected"], r["chosen_reward"], r["rejected_reward"]) for r in result.rows]
+    assert rows == [("a", "5", "6", 1.0, 0.0), ("a", "five", "seven", 1.0, 0.0), ("b", "x y", "z", 1.0, 0.0)]
+    assert result.stage["dropped"] == {"no_samples": 1} and result.stage["kept"] == 2
+    with pytest.raises(ValueError, match=r"prompt 'd'.*lists of equal length"):
+        build_pairs([given_record("d", ["5"], ["6", "7"])], {"type": "given"}, 0)
+    with pytest.raises(ValueError, match=r"prompt 'e'.*non-empty text"):
+        build_pairs([given_record("e", ["5"], [""])], {"type": "given"}, 0)

@@ -490,7 +490,8 @@ def test_combined_none_is_never_zero(reward_file):
 
 def test_combined_config_errors(reward_file):
     with pytest.raises(ValueError, match=r"rewards\.functions\[0\]\.type: unknown reward type 'bleu'; "
-                                         r"known: divide_conquer, dpo_implicit, judge, math_steps, object_grounding, python"):
+                                         r"known: divide_conquer, dpo_implicit, judge, math_steps, "
+                                         r"object_grounding, python"):
         CombinedReward([{"type": "bleu"}])
     with pytest.raises(ValueError, match=r"rewards\.functions\[0\]: unknown key 'metrik' \(did you mean 'metric'\?\)"):
         CombinedReward([{"type": "reference_caption", "metrik": "CIDEr"}])

@@ -469,3 +469,21 @@ def test_truncated_images_fail_also_after_data_juicer_made_pil_lenient(tmp_path)
     _, reasons = rejected_reasons(tmp_path, [good(100, image="cut.png")], fields={"images": "image"})
     assert reasons == [f"not an image: {tmp_path / 'cut.png'} (OSError: image file is truncated)"]
     assert ImageFile.LOAD_TRUNCATED_IMAGES  # left as it was
+
+
+def test_a_rw_pair_source_needs_its_pairs_not_the_tasks_gold(tmp_path):
+    from juicebox.records import Invalid
+    from juicebox.sources import RawItem, SourceSpec, to_canonical
+
+    spec = SourceSpec("prefs", str(tmp_path / "p.jsonl"), "jsonl", task="math", kind="rw_pair")
+    good = to_canonical(RawItem(1, "", {"prompt": "2+3?", "pos_answers": ["5"], "neg_answers": ["6"]}), spec,
+                        image_store=None)
+    assert "answer" not in good and good["meta"] == {"pos_answers": ["5"], "neg_answers": ["6"]}
+    for value, reason in [({"prompt": "q", "pos_answers": ["5"]}, "'neg_answers' must be a non-empty list"),
+                          ({"prompt": "q", "pos_answers": ["5", "4"], "neg_answers": ["6"]}, "must pair one to one"),
+                          ({"prompt": "q", "pos_answers": ["5"], "neg_answers": [" "]}, "must be non-empty text")]:
+        with pytest.raises(Invalid, match=reason):
+            to_canonical(RawItem(1, "", value), spec, image_store=None)
+    with pytest.raises(Invalid, match="missing required field 'answer' for task 'math'"):  # as records, the gold
+        to_canonical(RawItem(1, "", {"prompt": "2+3?"}), SourceSpec("m", "m.jsonl", "jsonl", task="math"),
+                     image_store=None)

@@ -164,6 +164,10 @@ class SourceOptions(Options):
                        "gives it.")
     image_root: str = option(UNSET, "Folder relative image paths are resolved against (default the source file's "
                              "folder).")
+    kind: Literal["records", "rw_pair"] = option("records", "records: prompts with their gold; rw_pair: ReaL's "
+                                                 "preference pairs, each record's `pos_answers` and `neg_answers` "
+                                                 "(lists of equal length, paired one to one; the task's gold is not "
+                                                 "needed), which pairing type `given` trains DPO on.")
     fields: SourceFieldsOptions = option(UNSET, "Source field names of the canonical fields. Without an entry, "
                                          "`prompt` and `images` are detected per record (the first present and not "
                                          "null: messages, prompt, question, text, problem, query, input / images, "
@@ -528,11 +532,14 @@ class ExperimentOptions(Options):
                       "\"Data-Juicer executors\"). The probe always runs on the default executor with np workers.")
 
     def check_at(self, where: str) -> None:
-        """A blank-image variant of sft needs the sft."""
+        """A blank-image variant of sft needs the sft; pairs given with the data make one DPO round."""
         blank = self.eval.blank_images
         if isinstance(blank, list) and "sft" in blank and not self.sft.enabled:
             raise ConfigError(f"{where}.eval.blank_images: sft is not evaluated (sft.enabled is false); "
                               "leave it out or enable sft")
+        if self.pairing.get("type") == "given" and self.rounds > 1:
+            raise ConfigError(f"{where}.rounds: pairing type given trains on the pairs the data brings, once; a "
+                              f"later round would sample from the policy (rounds: {self.rounds}); use rounds: 1")
 
     def check_complete(self, where: str) -> None:
         """An experiment to run (not ``defaults``): it has sources and a recipe, its sources distinct

@@ -103,6 +103,7 @@ class SourceSpec:
     task: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
     image_root: str | None = None
+    kind: str = "records"
 
     @classmethod
     def from_config(cls, entry: dict) -> "SourceSpec":
@@ -113,7 +114,8 @@ class SourceSpec:
             raise SourceError(f"source {entry.get('name', path)!r}: cannot tell the format of {path}; "
                               f"set format: to one of {', '.join(FORMATS)}")
         return cls(name=entry.get("name") or Path(path).stem, path=path, format=fmt,
-                   task=entry.get("task"), fields=dict(entry.get("fields") or {}), image_root=entry.get("image_root"))
+                   task=entry.get("task"), fields=dict(entry.get("fields") or {}), image_root=entry.get("image_root"),
+                   kind=entry.get("kind") or "records")
 
     def candidates(self, key: str) -> tuple[str, ...]:
         """Source fields that may hold canonical field ``key``, in order (module docstring)."""
@@ -403,7 +405,9 @@ def to_canonical(item: RawItem, spec: SourceSpec, *, image_store: Path | None) -
             raise Invalid("wrong type for 'references': expected a list of strings")
         references = [r for r in references if r.strip()]
         record["references"] = references
-    for key in TASK_REQUIRED.get(task, ()):
+    if spec.kind == "rw_pair":
+        _check_pairs(value)
+    for key in TASK_REQUIRED.get(task, ()) if spec.kind == "records" else ():
         if not record.get(key):
             raise Invalid(f"missing required field {key!r} for task {task!r} (source field "
                           f"{spec.candidates(key)[0]!r})")
@@ -419,6 +423,19 @@ def to_canonical(item: RawItem, spec: SourceSpec, *, image_store: Path | None) -
     record["source"] = spec.path
     record["meta"] = {k: v for k, v in value.items() if k not in mapped}
     return record
+
+
+def _check_pairs(value: dict) -> None:
+    """ReaL's rw_pair fields: ``pos_answers`` and ``neg_answers``, lists of equal length (at least
+    one pair) of non-empty strings."""
+    pos, neg = value.get("pos_answers"), value.get("neg_answers")
+    for name, answers in (("pos_answers", pos), ("neg_answers", neg)):
+        if not isinstance(answers, list) or not answers:
+            raise Invalid(f"rw_pair: {name!r} must be a non-empty list of answers, found {shown(repr(answers))}")
+        if not all(isinstance(text, str) and text.strip() for text in answers):
+            raise Invalid(f"rw_pair: every answer of {name!r} must be non-empty text")
+    if len(pos) != len(neg):
+        raise Invalid(f"rw_pair: pos_answers ({len(pos)}) and neg_answers ({len(neg)}) must pair one to one")
 
 
 # --- every value of a record has a JSON form -----------------------------------------------

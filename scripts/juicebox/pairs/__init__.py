@@ -31,7 +31,7 @@ Design choices, and why:
 """
 
 # Each strategy's module registers it.
-from . import all_pairs, best_vs_worst, rlaifv  # noqa: F401
+from . import all_pairs, best_vs_worst, given, rlaifv  # noqa: F401
 from .all_pairs import AllPairs
 from .base import REASONS, STRATEGIES, Candidate, PairingOptions, PairStrategy, Scored, register, usable_samples
 from .best_vs_worst import BestVsWorst

@@ -116,6 +116,10 @@ class PairStrategy:
     def __init__(self, options: PairingOptions) -> None:
         self.options = options
 
+    def samples(self, record: dict) -> list[Scored]:
+        """The samples a prompt's pairs are chosen from: its scored answers with a reward."""
+        return usable_samples(record)
+
     @property
     def max_pairs_per_prompt(self) -> int | None:
         """The per-prompt cap of the strategy (None: no cap)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..ledger import stage as ledger_stage
 from ..records import record_images
-from .base import REASONS, STRATEGIES, Candidate, PairStrategy, Scored, usable_samples
+from .base import REASONS, STRATEGIES, Candidate, PairStrategy, Scored
 from .formats import answer_text, check_rows, pair_row
 
 # --- shared post-processing ---------------------------------------------------------------
@@ -51,7 +51,7 @@ def cap_pairs(pairs: list[Candidate], cap: int | None, rng: random.Random) -> li
 
 def prompt_pairs(record: dict, strategy: PairStrategy, seed: int) -> tuple[list[Candidate], str | None]:
     """One prompt's pairs before length balancing, or the reason it has none."""
-    samples = usable_samples(record)
+    samples = strategy.samples(record)
     if not samples:
         return [], "no_samples"
     if len(samples) == 1:
