@@ -109,3 +109,22 @@ def test_records_without_gold_or_without_gold_steps_get_no_value():
     assert no_steps[0][0] is None and "worked steps" in no_steps[0][1]["reason"]
     # the arithmetic check needs only the final answer from the gold
     assert make_reward({"type": "math_steps"}).score([record([RIGHT], answer="72")])[0][0][0] == 1.0
+
+
+def test_the_math_benchmark_reports_the_share_of_answers_with_right_steps(tmp_path):
+    import json
+
+    from juicebox.benchmarks import load_benchmark
+
+    path = tmp_path / "bench.jsonl"
+    path.write_text(json.dumps({"id": "q1", "question": "How many clips?", "answer": GOLD}) + "\n"
+                    + json.dumps({"id": "q2", "question": "3 * 4 + 2?", "answer": "#### 14"}) + "\n")
+    bench = load_benchmark("m", {"type": "math", "path": str(path), "steps": True})
+    # q1: right work; lucky (a wrong step, right final); no work at all. q2: right work; a wrong step
+    rows, metrics = bench.score(bench.load(), {"q1": [RIGHT, LUCKY, BARE], "q2": [LINES, "3 * 4 = 13.\n#### 14"]},
+                                seed=0)
+    assert [row["score"]["steps_right"] for row in rows] == [[True, False, False], [True, False]]
+    assert metrics["metrics"]["steps_right"] == pytest.approx((1 / 3 + 1 / 2) / 2)
+    assert metrics["metrics"]["pass@1"] == 1.0  # every final answer is right: pass@1 alone sees nothing wrong
+    low, high = metrics["ci95"]["steps_right"]
+    assert low <= metrics["metrics"]["steps_right"] <= high

@@ -469,7 +469,7 @@ class EvalOptions(Options):
         "sft_blank, dpo_blank): the ablation that shows what the model takes from the images. true: every variant; "
         "a list: those variants (e.g. [sft, dpo]).", schema={"uniqueItems": True})
     benchmarks: dict[str, BenchmarkBlock] = option(
-        {"demo_math": {"type": "math", "path": "results/demo_data/bench/math_test.jsonl", "k": [1, 4]}},
+        {"demo_math": {"type": "math", "path": "results/demo_data/bench/math_test.jsonl", "k": [1, 4], "steps": True}},
         "Name → {type: <benchmark type>, path, ...its keys} (docs/config.md, \"Benchmarks\").")
 
     def check_at(self, where: str) -> None:

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..arithmetic import steps
 from ..rejudge import Rejudge, RejudgeOptions
 from ..scoring import gold_answer_math, math_judge, pass_at_k
 from ..spec import option
@@ -24,6 +25,11 @@ class MathBenchmark(Benchmark):
     record. Metrics: ``pass@1`` (mean over items of the fraction of that item's samples that are
     correct) and ``pass@k`` for each configured ``k`` up to the smallest number of samples per
     item, by the unbiased estimator; intervals bootstrap the per-item values.
+
+    With ``steps: true`` the metrics add ``steps_right``: per item the share of its answers that
+    show at least one worked step (``a op b = c`` or ``<<a op b=c>>``) and whose every step is
+    arithmetically right (:mod:`juicebox.arithmetic`), averaged over items, with its interval; each
+    row's ``score.steps_right`` holds the per-answer verdicts.
 
     With ``rejudge:`` (DeepVision's re-judge, :mod:`juicebox.rejudge`), every sample math-verify
     marks wrong goes to the judge with the question, the gold and the extracted answer; the
@@ -47,6 +53,8 @@ class MathBenchmark(Benchmark):
         k: list[int] = option([1], "pass@k for each k (1 is always reported), up to the samples per item.")
         rejudge: RejudgeOptions | None = option(None, "Re-judge what math-verify marks wrong with an LLM judge "
                                                 "(DeepVision's re-judge; null: off).")
+        steps: bool = option(False, "Also report steps_right: the share of answers that show worked steps and whose "
+                             "every step is arithmetically right (juicebox.arithmetic, the math_steps check).")
 
         def check(self) -> None:
             """Every k is a positive integer (and the keys every benchmark takes are consistent)."""
@@ -125,6 +133,11 @@ class MathBenchmark(Benchmark):
             row = {"id": item["id"], "prompt": item["prompt"], "predictions": samples, "gold": item["gold"],
                    "score": {"correct": correct, "extracted": [text for _, text in judged], **scores},
                    "stats": {"items": 1.0, **scores}}
+            if self.options.steps:
+                checked = [steps(sample) for sample in samples]
+                right = [bool(found) and all(step.true for step in found) for found in checked]
+                row["score"]["steps_right"] = right
+                row["stats"]["steps_right"] = sum(right) / len(right)
             if judge is not None:
                 self._rejudge(judge, item, row)
             rows.append(row)
