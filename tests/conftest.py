@@ -95,6 +95,24 @@ VLM_TEXTS = ["What colour is the shape?", "What shape is in the picture?", "Desc
              "triangle"] * 10
 
 
+def quick_sft(folder: Path, records: list[dict], epochs: int, batch_size: int, learning_rate: float,
+              max_length: int) -> str:
+    """A few seconds of SFT of the model at ``folder / "base"`` on ``records``: the model goes to
+    ``folder / "model"`` (its path returned), so that a tiny model's answers are words, not the
+    special tokens an untrained one's argmax lands on."""
+    from juicebox.io import write_jsonl
+    from juicebox.options import SFTOptions
+    from juicebox.train import train_sft
+
+    write_jsonl(folder / "data.jsonl", records)
+    options = SFTOptions.parse({"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                                "max_length": max_length, "gradient_checkpointing": False, "gpus": 0,
+                                "save_steps": 1000}, "sft")
+    train_sft(str(folder / "data.jsonl"), str(folder / "base"), str(folder / "model"), str(folder / "sft.csv"),
+              options, seed=0)
+    return str(folder / "model")
+
+
 def shape_image(path: Path, colour: str = "red", shape: str = "circle", size: tuple[int, int] = (48, 48)) -> Path:
     """A PNG of one filled shape on white (what the tiny VLM's tests show it)."""
     from PIL import Image, ImageDraw

@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 from aiohttp import web
 
-from conftest import serve_chat_completions
+from conftest import quick_sft, serve_chat_completions
 from juicebox.io import write_jsonl
 from juicebox.rewards import make_reward
 from juicebox.rewards.divide_conquer import (QUESTION_PROMPT, SPLIT_PROMPT, question_prompt, read_list,
@@ -184,8 +184,6 @@ def writer_model(tmp_path_factory) -> str:
     """The tiny text model after a short SFT on the split and question prompts of two captions, so that
     its replies are ``- ...`` lists (an untrained tiny model's argmax tokens decode to nothing)."""
     from juicebox.models import TinySpecOptions, build_tiny_model
-    from juicebox.options import SFTOptions
-    from juicebox.train import train_sft
 
     pairs = {"A red circle and a dog.": ["There is a red circle.", "There is a dog."],
              "A blue square.": ["There is a blue square."]}
@@ -199,12 +197,7 @@ def writer_model(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("writer")
     texts = [r["prompt"] for r in records] + [r["answer"] for r in records]
     build_tiny_model(folder / "base", texts, seed=0, spec=TinySpecOptions(max_position_embeddings=1024))
-    write_jsonl(folder / "data.jsonl", records)
-    options = SFTOptions.parse({"epochs": 30, "batch_size": 8, "learning_rate": 0.01, "max_length": 1024,
-                                "gradient_checkpointing": False, "gpus": 0, "save_steps": 1000}, "sft")
-    train_sft(str(folder / "data.jsonl"), str(folder / "base"), str(folder / "model"), str(folder / "sft.csv"),
-              options, seed=0)
-    return str(folder / "model")
+    return quick_sft(folder, records, epochs=30, batch_size=8, learning_rate=0.01, max_length=1024)
 
 
 @pytest.mark.server

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY_SPEC, VLM_TEXTS
+from conftest import ROOT, TINY_SPEC, VLM_TEXTS, quick_sft
 from test_engines import collect, hf_engine, math_texts, prompts
 from juicebox.engines import Prompt, Sampling, make_engine, servers
 from juicebox.models import TinySpecOptions, VisionTowerOptions, build_tiny_model, build_tiny_vlm
@@ -48,20 +48,11 @@ def text_model(tmp_path_factory) -> str:
     """The servable tiny model after a short SFT on sums: its greedy answers are digits, not the
     special tokens (decoding to '') an untrained model's argmax lands on, so that comparing answers
     compares something."""
-    from juicebox.io import write_jsonl
-    from juicebox.options import SFTOptions
-    from juicebox.train import train_sft
-
     folder = tmp_path_factory.mktemp("vllm-text")
     build_tiny_model(folder / "base", math_texts(), seed=0, spec=SERVABLE)
     records = [{"id": f"m{a}-{b}", "task": "math", "prompt": f"What is {a} plus {b}?", "answer": str(a + b)}
                for a in range(2, 20) for b in range(2, 12)]
-    write_jsonl(folder / "data.jsonl", records)
-    options = SFTOptions.parse({"epochs": 3, "batch_size": 16, "learning_rate": 0.003, "max_length": 64,
-                                "gradient_checkpointing": False, "gpus": 0, "save_steps": 1000}, "sft")
-    train_sft(str(folder / "data.jsonl"), str(folder / "base"), str(folder / "model"), str(folder / "sft.csv"),
-              options, seed=0)
-    return str(folder / "model")
+    return quick_sft(folder, records, epochs=3, batch_size=16, learning_rate=0.003, max_length=64)
 
 
 def texts(samples: dict[str, list[dict]]) -> dict[str, list[str]]:
@@ -166,21 +157,12 @@ def vlm(colour_images, tmp_path_factory) -> str:
     """The servable tiny VLM after a short SFT that names each image's colour: its greedy answers
     are words that depend on the image (the untrained one's argmax tokens decode to '' whatever the
     image), so that comparing greedy answers compares something."""
-    from juicebox.io import write_jsonl
-    from juicebox.options import SFTOptions
-    from juicebox.train import train_sft
-
     folder = tmp_path_factory.mktemp("vllm-vlm")
     build_tiny_vlm(folder / "base", VLM_TEXTS + list(COLOURS), seed=0, spec=SERVABLE,
                    vision=VisionTowerOptions(num_attention_heads=2))
     records = [{"id": f"{name}-{k}", "task": "vqa", "prompt": COLOUR_QUESTION, "answer": name, "images": [path]}
                for name, path in colour_images.items() for k in range(8)]
-    write_jsonl(folder / "data.jsonl", records)
-    options = SFTOptions.parse({"epochs": 20, "batch_size": 8, "learning_rate": 0.01, "max_length": 64,
-                                "gradient_checkpointing": False, "gpus": 0, "save_steps": 1000}, "sft")
-    train_sft(str(folder / "data.jsonl"), str(folder / "base"), str(folder / "model"), str(folder / "sft.csv"),
-              options, seed=0)
-    return str(folder / "model")
+    return quick_sft(folder, records, epochs=20, batch_size=8, learning_rate=0.01, max_length=64)
 
 
 @pytest.fixture(scope="module")
