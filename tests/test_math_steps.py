@@ -128,3 +128,11 @@ def test_the_math_benchmark_reports_the_share_of_answers_with_right_steps(tmp_pa
     assert metrics["metrics"]["pass@1"] == 1.0  # every final answer is right: pass@1 alone sees nothing wrong
     low, high = metrics["ci95"]["steps_right"]
     assert low <= metrics["metrics"]["steps_right"] <= high
+
+
+def test_long_runs_of_digits_are_read_in_one_pass():
+    # A regular expression over the whole answer took 100 s on this (cubic backtracking): the reader
+    # scans leftwards from each "=" instead; the fast tier's 60 s limit catches a regression.
+    assert steps("1 " * 2000) == [] and len(steps("1 + 2 = 3. " * 2000)) == 2000
+    (long,) = steps("9" * 500 + " + 1 = 2")  # read back at most 200 characters; its number is too large
+    assert len(long.expression) <= 200 and long.expression.endswith("9 + 1") and not long.true

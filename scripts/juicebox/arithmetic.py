@@ -27,8 +27,9 @@ from fractions import Fraction
 ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
 NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 # An expression: numbers, operators and parentheses (and spaces), then "=" and the stated number.
-# The stated number is a lookahead, so that in a chain it also starts the next step's expression.
-LINE_STEP = re.compile(r"([\d\s.,+\-*/×÷x()$]*?\d[\d\s.,+\-*/×÷x()$]*?)\s*=\s*(?=\$?\s*(" + NUMBER + r"))")
+# What an expression may hold: read leftwards from its "=" (at most MAX_CHARS), never across a line.
+EXPRESSION_CHARS = frozenset("0123456789 \t.,+-*/×÷x()$")
+STATED = re.compile(r"[ \t]*\$?[ \t]*(" + NUMBER + r")")
 # A number, an operator (a run of them: ``**`` makes a step that cannot be evaluated, never none),
 # a number: what makes a run of characters an expression.
 OPERATOR = re.compile(r"\d[\s)]*(?:[+\-*/×÷]+|\sx\s)[\s($]*-?\d")
@@ -146,10 +147,25 @@ def steps(text: str) -> list[Step]:
     if annotations:
         found = [make_step(expression, stated) for expression, stated in annotations]
     else:
-        found = []
-        for expression, stated in LINE_STEP.findall(text):
-            expression = re.split(r"[.,]\s", expression)[-1]  # a sentence or list before it is not part of it
-            expression = re.sub(r"^[^\d(\-]+", "", expression).strip()
-            if OPERATOR.search(expression):
-                found.append(make_step(expression, stated))
+        found = [make_step(expression, stated) for expression, stated in _line_steps(text)]
     return [step for step in found if step is not None]
+
+
+def _line_steps(text: str) -> list[tuple[str, str]]:
+    """(expression, stated number) of every ``expression = number``: for each "=" followed by a
+    number, the run of expression characters before it (at most MAX_CHARS, within its line; in a
+    chain the previous step's stated number starts the next expression). Linear in the text: a
+    regular expression over the whole text backtracks cubically on long runs of digits."""
+    out = []
+    for equals in (i for i, char in enumerate(text) if char == "="):
+        stated = STATED.match(text, equals + 1)
+        if stated is None:
+            continue
+        start = equals
+        while start > 0 and equals - start < MAX_CHARS and text[start - 1] in EXPRESSION_CHARS:
+            start -= 1
+        expression = re.split(r"[.,]\s", text[start:equals])[-1]  # a sentence or list before it is not part of it
+        expression = re.sub(r"^[^\d(\-]+", "", expression).strip()
+        if OPERATOR.search(expression):
+            out.append((expression, stated.group(1)))
+    return out
