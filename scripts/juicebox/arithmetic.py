@@ -4,9 +4,9 @@ A step is an expression and the value the text says it has. Two forms are read:
 
 - GSM8K's calculator annotations, ``<<48/2=24>>``: when a text has any, they are its steps (the
   prose around them repeats them);
-- otherwise every ``expression = number`` in the text, the expression being the longest run of
-  numbers, operators (``+ - * / × ÷``, ``x`` between spaces) and parentheses before the ``=`` that
-  holds an operator: ``3 * 4 = 12.``, ``12 + 2 = 14``; in a chain ``2 + 3 = 5 + 1 = 6`` each ``=``
+- otherwise every ``expression = number`` in the text, the expression being the run of numbers,
+  operators (``+ - * / × ÷``, ``x`` between spaces) and parentheses before the ``=`` on its line (at
+  most 200 characters) that holds an operator: ``3 * 4 = 12.``, ``12 + 2 = 14``; in a chain ``2 + 3 = 5 + 1 = 6`` each ``=``
   ends a step (``2 + 3 = 5``, ``5 + 1 = 6``).
 
 An expression is evaluated exactly (fractions) by walking its syntax tree, which may hold only
@@ -27,9 +27,10 @@ from fractions import Fraction
 ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
 NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 # An expression: numbers, operators and parentheses (and spaces), then "=" and the stated number.
-# What an expression may hold: read leftwards from its "=" (at most MAX_CHARS), never across a line.
-EXPRESSION_CHARS = frozenset("0123456789 \t.,+-*/×÷x()$")
-STATED = re.compile(r"[ \t]*\$?[ \t]*(" + NUMBER + r")")
+# What an expression may hold: read leftwards from its "=" (at most MAX_CHARS), never across a line
+# ("\n"; a stray "\r" is read as a space). The stated number may follow on the next line.
+EXPRESSION_CHARS = frozenset("0123456789 \t\r.,+-*/×÷x()$")
+STATED = re.compile(r"\s{0,16}\$?\s{0,4}(" + NUMBER + r")")  # bounded: no backtracking over long blanks
 # A number, an operator (a run of them: ``**`` makes a step that cannot be evaluated, never none),
 # a number: what makes a run of characters an expression.
 OPERATOR = re.compile(r"\d[\s)]*(?:[+\-*/×÷]+|\sx\s)[\s($]*-?\d")
