@@ -136,3 +136,17 @@ def test_long_runs_of_digits_are_read_in_one_pass():
     assert steps("1 " * 2000) == [] and len(steps("1 + 2 = 3. " * 2000)) == 2000
     (long,) = steps("9" * 500 + " + 1 = 2")  # read back at most 200 characters; its number is too large
     assert len(long.expression) <= 200 and long.expression.endswith("9 + 1") and not long.true
+
+
+def test_any_text_is_read_without_an_error():
+    import random
+
+    rng = random.Random(0)
+    alphabet = "0123456789 +-*/=.,$()x\n\r<>#×÷e"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(3000)]
+    reward = make_reward({"type": "math_steps", "mode": "graded"})
+    for text in texts:
+        for step in steps(text):
+            assert step.true in (True, False) and isinstance(step.to_dict(), dict)
+    rows = reward.score([record(texts[:200])])[0]
+    assert all(0.0 <= value <= 1.0 for value, _ in rows)
