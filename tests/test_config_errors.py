@@ -39,8 +39,8 @@ CASES = {
                            r"defaults\.rewards\.functions\[0\]\.metric: expected one of .*found 'cider'"),
     "reward unknown type": ("defaults:\n  rewards:\n    functions: [{type: bleu}]\n",
                             r"defaults\.rewards\.functions\[0\]\.type: unknown reward type 'bleu'; "
-                            r"known: dpo_implicit, judge, python, reference_caption, reward_model, short_answer, "
-                            r"verifier_math"),
+                            r"known: divide_conquer, dpo_implicit, judge, math_steps, object_grounding, python, "
+                            r"reference_caption, reward_model, short_answer, verifier_math"),
     # pairing
     "pairing misspelt key": (EXPERIMENT.format(key="pairing", block="{type: all_pairs, min_margn: 0.5}"),
                              r"experiments\.mine\.pairing: unknown key 'min_margn' \(did you mean 'min_margin'\?\)"),

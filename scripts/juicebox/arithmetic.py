@@ -6,8 +6,8 @@ A step is an expression and the value the text says it has. Two forms are read:
   prose around them repeats them);
 - otherwise every ``expression = number`` in the text, the expression being the run of numbers,
   operators (``+ - * / × ÷``, ``x`` between spaces) and parentheses before the ``=`` on its line (at
-  most 200 characters) that holds an operator: ``3 * 4 = 12.``, ``12 + 2 = 14``; in a chain ``2 + 3 = 5 + 1 = 6`` each ``=``
-  ends a step (``2 + 3 = 5``, ``5 + 1 = 6``).
+  most 200 characters) that holds an operator: ``3 * 4 = 12.``, ``12 + 2 = 14``; in a chain
+  ``2 + 3 = 5 + 1 = 6`` each ``=`` ends a step (``2 + 3 = 5``, ``5 + 1 = 6``).
 
 An expression is evaluated exactly (fractions) by walking its syntax tree, which may hold only
 numbers, ``+ - * /`` and signs: no names, calls, powers or anything else, so nothing in a model's
