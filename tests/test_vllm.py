@@ -120,20 +120,27 @@ def test_vllm_serves_the_adapter_by_name_greedy_as_hf_with_the_adapter(vllm_pyth
 
 def test_vllm_serves_a_round_2_policy_greedy_as_hf(vllm_python, text_model, text_adapter, tmp_path):
     """The model a second DPO round samples from: the first round's adapter merged in by merge_policy."""
+    from_vllm, from_hf = round_2_policy_answers(vllm_python, text_model, text_adapter, prompts(6), 8, tmp_path)
+    assert from_vllm == from_hf
+    assert all(answers[0] for answers in from_hf.values())  # not vacuous
+
+
+def round_2_policy_answers(python: str, model: str, adapter: str, items: list[Prompt], max_tokens: int,
+                           tmp_path) -> tuple[dict, dict]:
+    """Greedy answers of a round-2 policy (``adapter`` merged into ``model`` by merge_policy) from a
+    launched vLLM and from the hf engine."""
     from juicebox.models import merge_policy
 
     policy = tmp_path / "policy"
-    merge_policy(text_model, text_adapter, policy, round_number=2)
-    items = prompts(6)
-    greedy = Sampling(n=1, temperature=0.0, max_tokens=8, seed=0)
-    served = make_engine(launch_cfg(vllm_python), str(policy), None, greedy, log_dir=str(tmp_path / "logs"))
+    merge_policy(model, adapter, policy, round_number=2)
+    greedy = Sampling(n=1, temperature=0.0, max_tokens=max_tokens, seed=0)
+    served = make_engine(launch_cfg(python), str(policy), None, greedy, log_dir=str(tmp_path / "logs"))
     try:
         from_vllm, _ = collect(served, items)
     finally:
         served.close()
     from_hf, _ = collect(hf_engine(str(policy), greedy, batch_size=4), items)
-    assert texts(from_vllm) == texts(from_hf)
-    assert all(answers[0] for answers in texts(from_hf).values())  # not vacuous
+    return texts(from_vllm), texts(from_hf)
 
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30), "yellow": (230, 220, 40)}
@@ -216,19 +223,10 @@ def test_vllm_serves_the_vlm_and_its_adapter_from_images_greedy_as_hf(vllm_pytho
 
 def test_vllm_serves_a_round_2_vlm_policy_greedy_as_hf(vllm_python, vlm, vlm_adapter, colour_images, tmp_path):
     """The VLM a second DPO round samples from (merge_policy writes it, in the key layout vLLM loads)."""
-    from juicebox.models import merge_policy
-
-    policy = tmp_path / "policy"
-    merge_policy(vlm, vlm_adapter, policy, round_number=2)
-    items, greedy = colour_prompts(colour_images), Sampling(n=1, temperature=0.0, max_tokens=6, seed=0)
-    served = make_engine(launch_cfg(vllm_python), str(policy), None, greedy, log_dir=str(tmp_path / "logs"))
-    try:
-        from_vllm, _ = collect(served, items)
-    finally:
-        served.close()
-    from_hf, _ = collect(hf_engine(str(policy), greedy, batch_size=4), items)
-    assert texts(from_vllm) == texts(from_hf)
-    assert len(set(texts(from_hf)[name][0] for name in COLOURS)) > 1  # not vacuous: answers follow the image
+    from_vllm, from_hf = round_2_policy_answers(vllm_python, vlm, vlm_adapter, colour_prompts(colour_images), 6,
+                                                tmp_path)
+    assert from_vllm == from_hf
+    assert len(set(from_hf[name][0] for name in COLOURS)) > 1  # not vacuous: answers follow the image
 
 
 @pytest.mark.skipif(DEVICE != "cpu", reason="a limit of vLLM's CPU attention")
