@@ -153,11 +153,17 @@ def variants(exp):
     """Model variants evaluated for an experiment; with eval.blank_images (true: every variant, or
     a list of them) those also with every image replaced by a blank one (``<variant>_blank``).
     """
-    models = (
-        ["base", "sft", "dpo"]
-        if EXPERIMENTS[exp]["sft"]["enabled"]
-        else ["base", "dpo"]
-    )
+    settings = EXPERIMENTS[exp]
+    models = [
+        variant
+        for variant, on in (
+            ("base", True),
+            ("sft", settings["sft"]["enabled"]),
+            ("dpo", True),
+            ("grpo", settings["grpo"]["enabled"]),
+        )
+        if on
+    ]
     blank = EXPERIMENTS[exp]["eval"]["blank_images"]
     blanked = models if blank is True else [v for v in models if v in (blank or [])]
     return models + [f"{variant}_blank" for variant in blanked]
@@ -181,6 +187,8 @@ def variant_inputs(wildcards):
                 f"experiment {wildcards.exp!r} has sft.enabled: false; it has no sft variant"
             )
         return {"model": layout.path("sft", "model", exp=wildcards.exp)}
+    if variant == "grpo":
+        return {"model": layout.path("grpo", "model", exp=wildcards.exp)}
     return {
         "model": round_policy(wildcards),
         "adapter": layout.path(
@@ -356,8 +364,8 @@ def model_outputs():
     return [
         layout.path(stage, name, exp=exp, round=r)
         for exp in EXPERIMENTS
-        for stage in ("sft", "policy", *round_stages(exp), "train")
-        if stage != "sft" or EXPERIMENTS[exp]["sft"]["enabled"]
+        for stage in ("sft", "grpo", "policy", *round_stages(exp), "train")
+        if stage not in ("sft", "grpo") or EXPERIMENTS[exp][stage]["enabled"]
         for r in (rounds_of(exp) if layout.STAGES[stage].scope == "round" else [1])
         if stage != "policy" or r > 1
         for name in layout.STAGES[stage].targets
@@ -410,8 +418,8 @@ def launcher(settings):
 
 
 def training_tracking(wildcards, stage):
-    """The --tracking JSON of a training job (sft in rules/models.smk; dpo in rules/train.smk, also of a later
-    DPO round): where its curves go besides metrics.csv (tracking: in the config)."""
+    """The --tracking JSON of a training job (sft in rules/models.smk; dpo, also of a later DPO round, and
+    grpo in rules/train.smk): where its curves go besides metrics.csv (tracking: in the config)."""
     name = tracking_lib.stage_name(stage, wildcards.get("round", 1))
     return json.dumps(
         tracking_lib.run_settings(CONFIG["tracking"], wildcards.exp, name),

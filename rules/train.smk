@@ -35,6 +35,46 @@ rule train_dpo:
         " --tracking {params.tracking:q} > {log} 2>&1"
 
 
+rule train_grpo:
+    input:
+        data=layout.path("processed", "data"),
+        model=policy_model,
+        base=base_model,
+        models=reward_inputs,
+    output:
+        **outputs("grpo", "model", "metrics", "summary"),
+    log:
+        layout.log("grpo", "train_grpo"),
+    benchmark:
+        layout.benchmark("grpo", "train_grpo")
+    conda:
+        "../envs/train.yaml"
+    threads: lambda w: experiment(w)["grpo"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=480,
+        gpu=lambda w: cluster.train_gpus(experiment(w)["grpo"]),
+        nodes=lambda w: experiment(w)["grpo"]["nodes"],
+        mpi=lambda w: cluster.multinode(experiment(w)["grpo"], "srun"),
+        tasks=lambda w: cluster.multinode(
+            experiment(w)["grpo"], experiment(w)["grpo"]["nodes"]
+        ),
+        tasks_per_gpu=lambda w: cluster.multinode(experiment(w)["grpo"], 0),
+    params:
+        settings=lambda w: json.dumps(experiment(w)["grpo"]),
+        rewards=lambda w: json.dumps(experiment(w)["rewards"]["functions"]),
+        tracking=lambda w: training_tracking(w, "grpo"),
+        seed=CONFIG["seed"],
+        launcher=lambda w: launcher(experiment(w)["grpo"]),
+        script=SCRIPTS / "train.py",
+    shell:
+        "{params.launcher} {params.script} grpo --data {input.data} --model {input.model}"
+        " --base {input.base} --out {output.model} --metrics {output.metrics}"
+        " --summary {output.summary} --seed {params.seed} --threads {threads}"
+        " --settings {params.settings:q} --rewards {params.rewards:q}"
+        " --tracking {params.tracking:q} > {log} 2>&1"
+
+
 rule plot_training:
     input:
         sft=lambda w: (

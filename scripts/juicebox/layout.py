@@ -13,7 +13,8 @@ rounds (the data half, the SFT warm start, the evaluation of the base and SFT mo
 
     results/{exp}/pool/ probe/ recipe/ processed/ ledger.json   data half
     results/{exp}/sft/                                          warm start
-    results/{exp}/eval/{bench}/{base,sft}[_blank].json(l)        models made before the rounds
+    results/{exp}/grpo/                                         online RL (GRPO / GSPO), beside DPO
+    results/{exp}/eval/{bench}/{base,sft,grpo}[_blank].json(l)   models outside the DPO rounds
     results/{exp}/round{r}/policy/                              r >= 2: the merged policy it trains
     results/{exp}/round{r}/rollouts/ rewards/ pairs/ train/     the round's model half
     results/{exp}/round{r}/eval/{bench}/dpo[_blank].json(l)     the round's trained policy
@@ -34,8 +35,9 @@ RESULTS = "results"
 MODELS = "resources/models"
 # The embedded tiny models (`model: tiny`, `model: tiny_vlm`), built by rules/models.smk.
 TINY_MODELS = {"tiny": f"{MODELS}/tiny-qwen2", "tiny_vlm": f"{MODELS}/tiny-llava"}
-# The variants evaluated from the models made before the rounds, and from each round's policy.
-BEFORE_ROUNDS = ("base", "sft")
+# The variants evaluated in results/{exp}/eval/ (the models outside the DPO rounds: made before them,
+# or by online RL beside them), and from each round's policy.
+BEFORE_ROUNDS = ("base", "sft", "grpo")
 ROUND_VARIANTS = ("dpo",)
 BLANK = "_blank"
 # The embedded default's data and benchmark files (rule make_demo_data), under demo_data.outdir.
@@ -99,6 +101,8 @@ STAGES: dict[str, Stage] = {
     "sft": Stage("{exp}/sft", {"metrics": "metrics.csv", "summary": "summary.json",
                                "prompt_answer": "prompt_answer.jsonl"}, {"model": "model"},
                  share="sft", targets=("model",)),
+    "grpo": Stage("{exp}/grpo", {"metrics": "metrics.csv", "summary": "summary.json"}, {"model": "model"},
+                  share="grpo", targets=("model",)),
     "eval": Stage("{exp}/eval/{bench}", {"predictions": "{variant}.jsonl", "metrics": "{variant}.json"}),
     "policy": Stage("{exp}/round{round}", {}, {"policy": "policy"},
                     share="rounds", targets=("policy",)),

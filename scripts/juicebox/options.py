@@ -30,9 +30,9 @@ from .engines.base import PRESETS, EngineBlock
 from .models import TinySpecOptions, VisionTowerOptions
 from .spec import UNSET, ConfigError, Options, Part, closest, json_schema, option
 
-__all__ = ["DPOOptions", "DemoDataOptions", "EvalOptions", "ExperimentOptions", "FeedbackOptions", "KSigmaOptions",
-           "SFTOptions", "SamplingOptions", "SweepOptions", "TrainingOptions", "WorkflowOptions", "check_feedback",
-           "config_schema"]
+__all__ = ["DPOOptions", "DemoDataOptions", "EvalOptions", "ExperimentOptions", "FeedbackOptions", "GRPOOptions",
+           "KSigmaOptions", "SFTOptions", "SamplingOptions", "SweepOptions", "TrainingOptions", "WorkflowOptions",
+           "check_feedback", "config_schema"]
 
 SamplingPreset = Literal[("custom", *PRESETS)]
 
@@ -386,6 +386,83 @@ class DPOOptions(TrainingOptions):
     lora: LoraOptions = option(LoraOptions, "The LoRA adapter DPO trains (PEFT's LoraConfig).")
 
 
+# The objectives of GRPOOptions.algorithm: TRL's keys each one sets (any may be given by hand instead).
+ALGORITHMS: dict[str, dict[str, Any]] = {
+    # DeepVision's verl recipe (seed 003): sequence-level ratio, clip 3e-4 / 4e-4; TRL's GSPO needs loss_type grpo.
+    "gspo": {"importance_sampling_level": "sequence", "loss_type": "grpo", "epsilon": 0.0003, "epsilon_high": 0.0004},
+    "grpo": {"importance_sampling_level": "token", "loss_type": "grpo", "epsilon": 0.2, "epsilon_high": 0.2},
+}
+
+
+@dataclass(frozen=True)
+class GRPOOptions(TrainingOptions):
+    """Online RL (juicebox.grpo): GRPO or GSPO of the policy on the processed prompts, TRL's GRPOTrainer,
+    rewarded by the experiment's rewards; evaluated as the `grpo` variant."""
+
+    schema_name = "grpo_training"
+
+    enabled: bool = option(False, "Train the policy (the SFT model, else the base model) online with GRPO/GSPO; "
+                           "results/{exp}/grpo/model is evaluated as the variant `grpo`.")
+    algorithm: Literal["gspo", "grpo"] = option("gspo", "gspo: sequence-level importance ratio with loss_type grpo "
+                                                "and clip 3e-4/4e-4 (DeepVision's verl recipe); grpo: token-level "
+                                                "ratio, clip 0.2. The four keys below left out take the algorithm's "
+                                                "values.")
+    importance_sampling_level: Literal["token", "sequence"] = option(UNSET, "TRL's importance_sampling_level "
+                                                                     "(sequence = GSPO).")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = option(UNSET, "TRL's loss_type (how token losses are "
+                                                                   "averaged).")
+    epsilon: float = option(UNSET, "Lower clip range of the importance ratio.", exclusive_minimum=0)
+    epsilon_high: float = option(UNSET, "Upper clip range of the importance ratio.", exclusive_minimum=0)
+    num_generations: int = option(8, "Answers sampled per prompt (a group; DeepVision: 8-16).", minimum=2)
+    batch_size: int = _default("batch_size", 16)
+    epochs: float = _default("epochs", 1)
+    learning_rate: float = _default("learning_rate", 0.000001)
+    logging_steps: int = _default("logging_steps", 5)
+    save_steps: int = _default("save_steps", 50)
+    max_steps: int | None = option(None, "Optimizer steps (null: `epochs` over the prompts).", minimum=1)
+    steps_per_generation: int | None = option(None, "Micro-steps trained on one generation batch (null: "
+                                              "gradient_accumulation_steps, on-policy; TRL's GSPO recipe: 4 x).",
+                                              minimum=1)
+    max_completion_length: int = option(256, "Most tokens per answer.", minimum=1)
+    temperature: float = option(1.0, "Sampling temperature of the answers.", exclusive_minimum=0)
+    top_p: float = option(1.0, "Nucleus sampling mass.", exclusive_minimum=0, maximum=1)
+    beta: float = option(0.001, "Weight of the KL term to the reference policy (TRL's k3 estimator, verl's "
+                         "low_var_kl); 0: no reference model.", minimum=0)
+    scale_rewards: Literal["group", "batch", "none"] = option("group", "Advantages divided by the reward std of "
+                                                              "the group, of the batch, or not at all.")
+    filter_groups: bool = option(True, "Leave out the groups whose answers all got the same reward (verl's DAPO "
+                                 "filter; juicebox.grpo says how it differs).")
+    parameters: Literal["lora", "full"] = option("lora", "Train a LoRA adapter (merged into the written model) or "
+                                                 "every parameter.")
+    lora: LoraOptions = option(LoraOptions, "The LoRA adapter (parameters: lora).")
+    tasks: list[str] | None = option(None, "Tasks whose processed prompts it trains on (null: every task a reward "
+                                     "applies to).")
+    limit: int | None = option(None, "At most this many prompts (a seeded sample).", minimum=1)
+    system_prompt: str | None = option(None, "A system turn before every prompt (null: none).")
+    vllm_server: str | None = option(None, "URL of a `trl vllm-serve` server that generates the answers (TRL's "
+                                     "server mode, on GPUs); null: transformers' generate in the training process.")
+
+    def algorithm_settings(self) -> dict[str, Any]:
+        """TRL's importance_sampling_level, loss_type, epsilon and epsilon_high: the algorithm's, each
+        overridden by the key when given."""
+        return {key: value if getattr(self, key) is UNSET else getattr(self, key)
+                for key, value in ALGORITHMS[self.algorithm].items()}
+
+    def check_at(self, where: str) -> None:
+        """A generation batch holds whole groups, and checkpoints fall between generation batches (so a
+        resumed run samples what the killed run would have)."""
+        super().check_at(where)
+        per_generation = self.steps_per_generation or self.gradient_accumulation_steps
+        if (self.batch_size * per_generation) % self.num_generations:
+            raise ConfigError(f"{where}.batch_size: batch_size x steps_per_generation ({self.batch_size} x "
+                              f"{per_generation}) answers per generation must be a multiple of num_generations "
+                              f"({self.num_generations})")
+        if (self.save_steps * self.gradient_accumulation_steps) % per_generation:
+            raise ConfigError(f"{where}.save_steps: {self.save_steps} optimizer steps are not a whole number of "
+                              f"generation batches ({per_generation} micro-steps each); a checkpoint there could "
+                              "not be resumed from exactly")
+
+
 # --- generation, rewards, evaluation -------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -454,7 +531,7 @@ class RewardsOptions(Options):
     threads: int = option(1, "CPU threads of each job.", minimum=1)
 
 
-Variant = Literal["base", "sft", "dpo"]
+Variant = Literal["base", "sft", "dpo", "grpo"]
 
 
 @dataclass(frozen=True)
@@ -522,6 +599,8 @@ class ExperimentOptions(Options):
     pairing: Part = option({"type": "best_vs_worst"}, "DPO pair strategy: {type: <strategy>, ...its keys, ...the "
                            "keys every strategy shares} (docs/config.md, \"Pairing strategies\").")
     train: DPOOptions = option(DPOOptions, "LoRA DPO on the pairs.")
+    grpo: GRPOOptions = option(GRPOOptions, "Online RL (GRPO / GSPO) of the policy with the experiment's rewards, "
+                               "beside DPO (off by default).")
     rounds: int = option(1, "DPO rounds (RLAIF-V's iterations): round r+1 samples from round r's policy (its adapter "
                          "merged into the model it trained, results/{exp}/round{r+1}/policy), then rewards, pairs and "
                          "trains again with the same settings; every round is evaluated (dpo variants) and "
@@ -532,11 +611,12 @@ class ExperimentOptions(Options):
                       "\"Data-Juicer executors\"). The probe always runs on the default executor with np workers.")
 
     def check_at(self, where: str) -> None:
-        """A blank-image variant of sft needs the sft; pairs given with the data make one DPO round."""
+        """A blank-image variant of sft (grpo) needs the sft (grpo); pairs given with the data make one DPO round."""
         blank = self.eval.blank_images
-        if isinstance(blank, list) and "sft" in blank and not self.sft.enabled:
-            raise ConfigError(f"{where}.eval.blank_images: sft is not evaluated (sft.enabled is false); "
-                              "leave it out or enable sft")
+        for variant, block in (("sft", self.sft), ("grpo", self.grpo)):
+            if isinstance(blank, list) and variant in blank and not block.enabled:
+                raise ConfigError(f"{where}.eval.blank_images: {variant} is not evaluated ({variant}.enabled is "
+                                  f"false); leave it out or enable {variant}")
         if self.pairing.get("type") == "given" and self.rounds > 1:
             raise ConfigError(f"{where}.rounds: pairing type given trains on the pairs the data brings, once; a "
                               f"later round would sample from the policy (rounds: {self.rounds}); use rounds: 1")

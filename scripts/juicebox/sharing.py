@@ -13,10 +13,11 @@ Stages, in order, with the experiment keys each one reads (besides the global se
   file's content), ksigma, dj, feedback (and, when the feedback probe uses another
   experiment's model, that experiment's ``sft`` key);
 * ``sft`` (sft/): model, sft;
+* ``grpo`` (grpo/): grpo, rewards (after the SFT model);
 * ``rollouts``, ``rewards``, ``pairs``, ``train`` (round1/<stage>/): the block of the same name
   (pairs: ``pairing``);
 * ``rounds`` (round{r}/ for r >= 2): rounds, eval;
-* ``eval_base``, ``eval_sft`` (eval/{bench}/{variant}.*), ``eval_dpo`` (round1/eval/...): eval,
+* ``eval_base``, ``eval_sft``, ``eval_grpo`` (eval/{bench}/{variant}.*), ``eval_dpo`` (round1/eval/...): eval,
   each variant after the stage that makes its model (base: model only).
 
 Which paths each stage writes is the layout table's (:func:`juicebox.layout.share_patterns`).
@@ -37,6 +38,7 @@ from .sweeps import data_settings
 STAGES: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "data": (None, ("sources", "max_rejected_fraction", "pool", "recipe", "ksigma", "dj", "feedback")),
     "sft": ("data", ("model", "sft")),
+    "grpo": ("sft", ("grpo", "rewards")),
     "rollouts": ("sft", ("rollouts",)),
     "rewards": ("rollouts", ("rewards",)),
     "pairs": ("rewards", ("pairing",)),
@@ -46,6 +48,7 @@ STAGES: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "eval_base": (None, ("model", "eval")),
     "eval_sft": ("sft", ("eval",)),
     "eval_dpo": ("train", ("eval",)),
+    "eval_grpo": ("grpo", ("eval",)),
 }
 
 
@@ -94,7 +97,7 @@ def stages_of(pattern: str) -> set[str]:
     import re
 
     found = set()
-    for variant in ("base", "sft", "dpo"):
+    for variant in ("base", "sft", "dpo", "grpo"):
         for round_ in ("1", "2"):
             plain = re.sub(r"\{\w+\}", "x", pattern.replace("{variant}", variant).replace("{round}", round_))
             found.update(stage for stage in STAGES if re.fullmatch(share_patterns(stage)[0], plain)

@@ -1,6 +1,6 @@
 """``results/eval.json``: every experiment's benchmark results side by side, deltas, ranking, provenance.
 
-Deltas between variants (``dpo_vs_base``, ``dpo_vs_sft``, and with the blank-image ablation
+Deltas between variants (``dpo_vs_base``, ``dpo_vs_sft``, ``grpo_vs_sft``, and with the blank-image ablation
 ``base_vs_base_blank`` etc.: what each model takes from the images; intervals in ``deltas_ci95``) and
 between experiments (``comparisons``: a − b for every pair, benchmark, metric and variant) are
 differences of the reported metrics; their 95 % intervals come from a paired bootstrap over
@@ -144,9 +144,10 @@ def check_schema(summary: dict, schema_path: str | Path) -> None:
 
 
 def delta_pairs(variants: list[str]) -> list[tuple[str, str]]:
-    """The (a, b) variant pairs whose difference a − b is reported: dpo against base and sft, and
-    each model against its blank-image ablation."""
-    pairs = [("dpo", other) for other in ("base", "sft") if other in variants]
+    """The (a, b) variant pairs whose difference a − b is reported: each trained policy (dpo, grpo)
+    against base and sft, and each model against its blank-image ablation."""
+    pairs = [(trained, other) for trained in ("dpo", "grpo") if trained in variants
+             for other in ("base", "sft") if other in variants]
     return pairs + [(v, f"{v}_blank") for v in variants if f"{v}_blank" in variants]
 
 

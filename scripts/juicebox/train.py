@@ -128,17 +128,15 @@ def reporting(tracking: dict | None, ckpt_dir: Path) -> dict:
     return trainer_reporting(tracking, ckpt_dir, int(checkpoint.rsplit("-", 1)[1]) if checkpoint else None)
 
 
-def trl_config(options: TrainingOptions, output_dir: Path, seed: int, tracking: dict | None, vision: bool):
-    """TRL's config of one training, built from its typed options: an ``SFTConfig`` for
-    :class:`~juicebox.options.SFTOptions`, a ``DPOConfig`` for :class:`~juicebox.options.DPOOptions`.
-
-    Checkpoints go to ``output_dir``; the curves to the trackers of ``tracking`` (:func:`reporting`).
-    A vision-language model's rows are fitted to ``max_length`` beforehand (:func:`fit_vision_rows`),
-    so TRL's own truncation, which would cut through image tokens, is off for it.
-    """
+def training_args(options: TrainingOptions, output_dir: Path, seed: int, tracking: dict | None,
+                  vision: bool = False) -> dict:
+    """The TrainingArguments every trainer shares, from its typed options: checkpoints go to
+    ``output_dir``; the curves to the trackers of ``tracking`` (:func:`reporting`). A vision-language
+    model's rows are fitted to ``max_length`` beforehand (:func:`fit_vision_rows`), so TRL's own
+    truncation, which would cut through image tokens, is off for it."""
     import torch
 
-    args = dict(
+    return dict(
         output_dir=str(output_dir), num_train_epochs=options.epochs, per_device_train_batch_size=options.batch_size,
         gradient_accumulation_steps=options.gradient_accumulation_steps, learning_rate=options.learning_rate,
         lr_scheduler_type=options.lr_scheduler,
@@ -154,6 +152,13 @@ def trl_config(options: TrainingOptions, output_dir: Path, seed: int, tracking: 
         bf16=torch.cuda.is_available() and (options.bf16 or os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16"),
         **reporting(tracking, output_dir),
     )
+
+
+def trl_config(options: TrainingOptions, output_dir: Path, seed: int, tracking: dict | None, vision: bool):
+    """TRL's config of one training, built from its typed options (:func:`training_args`): an
+    ``SFTConfig`` for :class:`~juicebox.options.SFTOptions`, a ``DPOConfig`` for
+    :class:`~juicebox.options.DPOOptions` (GRPO's: :func:`juicebox.grpo.grpo_config`)."""
+    args = training_args(options, output_dir, seed, tracking, vision)
     if isinstance(options, DPOOptions):
         from trl import DPOConfig
 
