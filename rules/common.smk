@@ -119,6 +119,11 @@ def base_model(wildcards):
     return f"{layout.MODELS}/{model_slug(name)}"
 
 
+def model_seed(wildcards):
+    """The seed of a model-half job: the workflow's seed + replicate - 1 (replicates: in the config)."""
+    return CONFIG["seed"] + experiment(wildcards)["replicate"] - 1
+
+
 def policy_model(wildcards):
     """The model rollouts sample from and DPO starts from: the SFT model if the warm start is on."""
     if experiment(wildcards)["sft"]["enabled"]:
@@ -419,7 +424,8 @@ def launcher(settings):
 
 def training_tracking(wildcards, stage):
     """The --tracking JSON of a training job (sft in rules/models.smk; dpo, also of a later DPO round, and
-    grpo in rules/train.smk): where its curves go besides metrics.csv (tracking: in the config)."""
+    grpo in rules/train.smk): where its curves go besides metrics.csv (tracking: in the config).
+    """
     name = tracking_lib.stage_name(stage, wildcards.get("round", 1))
     return json.dumps(
         tracking_lib.run_settings(CONFIG["tracking"], wildcards.exp, name),

@@ -21,7 +21,7 @@ rule evaluate:
     params:
         bench=lambda w: experiment(w)["eval"]["benchmarks"][w.bench],
         settings=lambda w: experiment(w)["eval"],
-        seed=CONFIG["seed"],
+        seed=model_seed,
         server_logs=layout.log_folder("eval", "eval/servers-{bench}-{variant}"),
     script:
         "../scripts/evaluate.py"
@@ -39,7 +39,7 @@ use rule evaluate as evaluate_policy with:
     params:
         bench=lambda w: experiment(w)["eval"]["benchmarks"][w.bench],
         settings=lambda w: experiment(w)["eval"],
-        seed=CONFIG["seed"],
+        seed=model_seed,
         server_logs=layout.log_folder("round_eval", "eval/servers-{bench}-{variant}"),
 
 
@@ -66,6 +66,7 @@ rule eval_summary:
         sweeps=CONFIG["sweep_points"],
         # a data pool is named by the experiment that computes it (rules/sharing.smk)
         pools=lambda w: OWNERS["data"],
+        groups=CONFIG["replicate_groups"],
         config=CONFIG,
         seed=CONFIG["seed"],
         schema=Path(workflow.basedir) / "docs" / "eval.schema.json",

@@ -95,7 +95,7 @@ rule sft:
         settings=lambda w: json.dumps(experiment(w)["sft"]),
         # training_tracking: rules/train.smk
         tracking=lambda w: training_tracking(w, "sft"),
-        seed=CONFIG["seed"],
+        seed=model_seed,
         launcher=lambda w: launcher(experiment(w)["sft"]),
         script=SCRIPTS / "train.py",
     shell:

@@ -25,6 +25,6 @@ rule make_pairs:
     params:
         pairing=lambda w: experiment(w)["pairing"],
         system_prompt=lambda w: experiment(w)["rollouts"]["system_prompt"],
-        seed=CONFIG["seed"],
+        seed=model_seed,
     script:
         "../scripts/make_pairs.py"

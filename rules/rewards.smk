@@ -19,7 +19,7 @@ rule reward_shard:
         gpu=reward_gpus,
     params:
         settings=lambda w: experiment(w)["rewards"],
-        seed=CONFIG["seed"],
+        seed=model_seed,
     script:
         "../scripts/reward_shard.py"
 

@@ -17,7 +17,7 @@ rule rollout_shard:
         gpu=lambda w: cluster.engine_gpus(experiment(w)["rollouts"]),
     params:
         settings=lambda w: experiment(w)["rollouts"],
-        seed=CONFIG["seed"],
+        seed=model_seed,
         server_logs=layout.log_folder("rollouts", "rollouts/servers-{shard}"),
     script:
         "../scripts/rollout_shard.py"
@@ -41,6 +41,6 @@ rule gather_rollouts:
         runtime=10,
     params:
         settings=lambda w: experiment(w)["rollouts"],
-        seed=CONFIG["seed"],
+        seed=model_seed,
     script:
         "../scripts/gather_rollouts.py"

@@ -25,7 +25,7 @@ rule train_dpo:
     params:
         settings=lambda w: json.dumps(experiment(w)["train"]),
         tracking=lambda w: training_tracking(w, "dpo"),
-        seed=CONFIG["seed"],
+        seed=model_seed,
         launcher=lambda w: launcher(experiment(w)["train"]),
         script=SCRIPTS / "train.py",
     shell:
@@ -64,7 +64,7 @@ rule train_grpo:
         settings=lambda w: json.dumps(experiment(w)["grpo"]),
         rewards=lambda w: json.dumps(experiment(w)["rewards"]["functions"]),
         tracking=lambda w: training_tracking(w, "grpo"),
-        seed=CONFIG["seed"],
+        seed=model_seed,
         launcher=lambda w: launcher(experiment(w)["grpo"]),
         script=SCRIPTS / "train.py",
     shell:

@@ -365,8 +365,9 @@ def test_corpus_meteor_and_bleu_recomputed_from_item_statistics_equal_pycocoeval
 def test_ranking_puts_the_lowest_first_for_a_lower_is_better_metric():
     from juicebox.summary import rank
 
-    def entry(values, lower):
-        return {"benchmarks": {"chair": {v: {"metrics": {"CHAIR_s": x}, "lower_is_better": lower}
+    def entry(values, lower):  # a group of one replicate in eval.json's `replicates`
+        return {"members": ["x"], "lower_is_better": {"chair": lower},
+                "benchmarks": {"chair": {v: {"CHAIR_s": {"value": x, "ci95": [x, x], "points": [x]}}
                                          for v, x in values.items()}}}
 
     experiments = {"a": entry({"sft": 0.4, "dpo": 0.2, "sft_blank": 0.0}, ["CHAIR_s"]),

@@ -135,3 +135,20 @@ def test_numeric_strings_are_numbers_and_inputs_must_exist(workdir, monkeypatch)
     with pytest.raises(ConfigError, match=r"experiments\.raw\.sources\[1\]\.path: results/demo_data/math_extra\.csv "
                                          r"does not exist"):
         resolve(base(), SCHEMA)
+
+
+def test_replicates_are_experiments_seeded_apart_that_share_the_data_half():
+    from juicebox.sharing import owners
+
+    cfg = base()
+    cfg["experiments"] = {"raw": {"replicates": 3}, "ksigma": cfg["experiments"]["ksigma"]}
+    out = resolved(cfg)
+    assert sorted(out["experiments"]) == ["ksigma", "raw", "raw-rep2", "raw-rep3"]
+    assert [out["experiments"][e]["replicate"] for e in ("raw", "raw-rep2", "raw-rep3")] == [1, 2, 3]
+    assert out["replicate_groups"] == {"raw": ["raw", "raw-rep2", "raw-rep3"], "ksigma": ["ksigma"]}
+    owner = owners(out["experiments"], out["seed"])
+    assert owner["data"]["raw-rep3"] == "raw"  # processed once
+    assert owner["sft"]["raw-rep2"] == "raw-rep2" and owner["eval_base"]["raw-rep2"] == "raw-rep2"
+    cfg["experiments"]["raw-rep2"] = {}
+    with pytest.raises(ConfigError, match=r"experiments\.raw-rep2: the name is taken by replicate 2"):
+        resolved(cfg)

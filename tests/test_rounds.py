@@ -146,7 +146,7 @@ def test_output_patterns_map_to_their_stages():
     assert stages_of(under_exp("train", "adapter")) == {"train", "rounds"}
     assert stages_of(under_exp("rollouts", "shard")) == {"rollouts", "rounds"}
     assert stages_of(under_exp("policy", "policy")) == {"rounds"}
-    assert stages_of(under_exp("eval", "metrics")) == {"eval_base", "eval_sft"}
+    assert stages_of(under_exp("eval", "metrics")) == {"eval_base", "eval_sft", "eval_grpo"}
     assert stages_of(under_exp("round_eval", "metrics")) == {"eval_dpo", "rounds"}
     assert stages_of(under_exp("ledger", "ledger")) == set()
 

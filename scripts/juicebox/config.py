@@ -145,6 +145,26 @@ def check_paths(exp: dict, where: str, produced: Callable[[str], bool]) -> None:
 
 # --- the whole config ----------------------------------------------------------------------
 
+REPLICATE = "{name}-rep{k}"
+
+
+def with_replicates(experiments: dict, options: dict) -> tuple[dict, dict, dict[str, list[str]]]:
+    """Each experiment with ``replicates: R`` > 1 followed by its replicates 2..R (``<name>-rep<k>``:
+    the same settings with ``replicate: k``), and the groups of replicates (name → its members in
+    replicate order; an experiment without replicates is a group of one)."""
+    out, typed, groups = {}, {}, {}
+    for name, exp in experiments.items():
+        members = [name] + [REPLICATE.format(name=name, k=k) for k in range(2, exp["replicates"] + 1)]
+        for k, member in enumerate(members, start=1):
+            if member != name and member in experiments:
+                raise ConfigError(f"experiments.{member}: the name is taken by replicate {k} of experiment {name!r} "
+                                  f"(replicates: {exp['replicates']}); rename the experiment")
+            out[member] = {**exp, "replicate": exp["replicate"] + k - 1}
+            typed[member] = options[name] if k == 1 else ExperimentOptions.parse(out[member], f"experiments.{member}")
+        groups[name] = members
+    return out, typed, groups
+
+
 def resolve(config: dict, schema_path: str, produced: Callable[[str], bool] = lambda path: False) -> dict:
     """Validate the whole config and return it with ``experiments`` fully resolved.
 
@@ -179,8 +199,10 @@ def resolve(config: dict, schema_path: str, produced: Callable[[str], bool] = la
         experiments[name], options[name] = merged, typed
     if not experiments:
         raise ConfigError("experiments: define at least one experiment")
+    experiments, options, groups = with_replicates(experiments, options)
     check_feedback(options)
     resolved["experiments"] = experiments
+    resolved["replicate_groups"] = groups
     resolved["sweep_points"] = add_base_points(sweep_points, experiments)
     RankingOptions.parse(resolved["ranking"], "ranking").check_benchmark(options)
     # Key order carries no meaning: sort it, so that rewriting the config file in another order

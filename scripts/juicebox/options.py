@@ -607,6 +607,14 @@ class ExperimentOptions(Options):
                          "results/eval.json shows the curve over rounds. Rounds 2.. live under "
                          "results/{exp}/round{r}/.", minimum=1)
     eval: EvalOptions = option(EvalOptions, "Evaluation of every variant (base, sft, dpo) on the benchmarks.")
+    replicates: int = option(1, "Training replicates: the model half (SFT, rollouts, rewards, pairs, DPO, GRPO, "
+                             "evaluation) runs R times over the same processed data, replicate k seeded with seed + "
+                             "k - 1, as the experiments <name> (replicate 1), <name>-rep2, ..., <name>-repR. "
+                             "results/eval.json reports the mean over replicates with intervals over replicates and "
+                             "items (section `replicates`; `ranking` and `comparisons` use them).", minimum=1)
+    replicate: int = option(1, "Which replicate this experiment is: its model half is seeded with seed + replicate "
+                            "- 1 (set by `replicates` on the experiments it makes; its data half keeps `seed`).",
+                            minimum=1)
     dj: Part = option({}, "Data-Juicer executor of process_data: {executor: default | ray, np, ...} (docs/config.md, "
                       "\"Data-Juicer executors\"). The probe always runs on the default executor with np workers.")
 

@@ -12,13 +12,13 @@ Stages, in order, with the experiment keys each one reads (besides the global se
 * ``data`` (pool/, probe/, recipe/, processed/): sources, max_rejected_fraction, pool, recipe (the
   file's content), ksigma, dj, feedback (and, when the feedback probe uses another
   experiment's model, that experiment's ``sft`` key);
-* ``sft`` (sft/): model, sft;
+* ``sft`` (sft/): model, sft, replicate (the model half's seed);
 * ``grpo`` (grpo/): grpo, rewards (after the SFT model);
 * ``rollouts``, ``rewards``, ``pairs``, ``train`` (round1/<stage>/): the block of the same name
   (pairs: ``pairing``);
 * ``rounds`` (round{r}/ for r >= 2): rounds, eval;
 * ``eval_base``, ``eval_sft``, ``eval_grpo`` (eval/{bench}/{variant}.*), ``eval_dpo`` (round1/eval/...): eval,
-  each variant after the stage that makes its model (base: model only).
+  each variant after the stage that makes its model (base: model and replicate only).
 
 Which paths each stage writes is the layout table's (:func:`juicebox.layout.share_patterns`).
 """
@@ -37,7 +37,7 @@ from .sweeps import data_settings
 # from the layout table (juicebox.layout.share_patterns).
 STAGES: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "data": (None, ("sources", "max_rejected_fraction", "pool", "recipe", "ksigma", "dj", "feedback")),
-    "sft": ("data", ("model", "sft")),
+    "sft": ("data", ("model", "sft", "replicate")),
     "grpo": ("sft", ("grpo", "rewards")),
     "rollouts": ("sft", ("rollouts",)),
     "rewards": ("rollouts", ("rewards",)),
@@ -45,7 +45,7 @@ STAGES: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "train": ("pairs", ("train",)),
     "rounds": ("train", ("rounds", "eval")),
     # each evaluated variant reads only its own model
-    "eval_base": (None, ("model", "eval")),
+    "eval_base": (None, ("model", "eval", "replicate")),
     "eval_sft": ("sft", ("eval",)),
     "eval_dpo": ("train", ("eval",)),
     "eval_grpo": ("grpo", ("eval",)),

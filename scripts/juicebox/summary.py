@@ -16,6 +16,19 @@ row its own 95 % interval (``ci95``, from its metrics file) and its difference t
 (``delta_vs_best`` = row − top, paired bootstrap interval ``delta_vs_best_ci95``, ``significant``
 when that interval excludes 0; null when the two share no per-item scores).
 
+Training replicates (``replicates: R``, :func:`juicebox.config.with_replicates`): the experiments
+``<name>``, ``<name>-rep2``, ... form a group, and the group is what ``replicates``, ``ranking``,
+``sweeps``, ``pool_ranking`` and ``comparisons`` speak of. Each figure there is the pooled figure of
+the group's replicates (the mean over replicates, for a mean over items) with an interval from a
+two-level bootstrap (:func:`juicebox.scoring.two_level_bootstrap`: replicates, then items), so it
+covers the training seed's noise as well as the items'; its ``points`` are the replicates' own
+figures. A difference (dpo − sft, group − group) is formed within a replicate (replicate k of one
+side against replicate k of the other, on the same items) and bootstrapped the same way; ``mde`` is
+the smallest difference such an interval detects (80 % power at the 5 % level, 2.8 standard errors).
+Two groups with different numbers of replicates cannot be paired: their difference's interval is
+the normal one from the two standard errors. With one replicate every interval is the item
+bootstrap.
+
 The document explains itself, as lm-evaluation-harness's results do: ``schema_version``
 (:data:`SCHEMA_VERSION`, the JSON Schema in ``docs/eval.schema.json``), per experiment and
 benchmark the resolved benchmark config (``configs``), and per variant the model, adapter, engine,
@@ -34,7 +47,7 @@ from pathlib import Path
 from . import cpu, layout
 from .benchmarks import BENCHMARKS, metric_rows
 from .io import read_json, read_jsonl
-from .scoring import paired_bootstrap_figures
+from .scoring import TwoLevel, paired_bootstrap_figures, two_level_bootstrap
 
 PACKAGES = ["snakemake", "py-data-juicer", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
             "math-verify", "pycocoevalcap", "vllm", "numpy"]
@@ -89,16 +102,20 @@ RUN_FIELDS = ("model", "adapter", "blank_images", "engine", "sampling", "samples
 
 def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict, seed: int,
           repo: str | Path, root: str | Path = "results", rounds: dict[str, list[int]] | None = None,
-          sweeps: dict | None = None, pools: dict[str, str] | None = None) -> dict:
+          sweeps: dict | None = None, pools: dict[str, str] | None = None,
+          groups: dict[str, list[str]] | None = None) -> dict:
     """The eval.json document from the per-variant metrics files under ``root``.
 
     ``results`` maps experiment → benchmark → variants; ``ranking`` names the primary
     ``benchmark`` and ``metric``; ``rounds`` maps an experiment to its later DPO rounds (2, 3, ...),
     whose curve goes to the experiment's ``rounds`` entry; ``sweeps`` is the resolved config's
-    ``sweep_points`` (sweep → ``{"base", "keys", "points": {experiment: {key: value}}}``) and
-    ``pools`` maps experiment → its data key (the ``data`` keys of :func:`juicebox.sharing.stage_keys`).
+    ``sweep_points`` (sweep → ``{"base", "keys", "points": {experiment: {key: value}}}``),
+    ``pools`` maps experiment → its data key (the ``data`` keys of :func:`juicebox.sharing.stage_keys`)
+    and ``groups`` each experiment with replicates → its replicates in order (the resolved config's
+    ``replicate_groups``; default: every experiment a group of one).
     """
     root = Path(root)
+    groups = groups or {exp: [exp] for exp in results}
     out: dict = {"schema_version": SCHEMA_VERSION, "experiments": {}}
     for exp, benches in results.items():
         entry = {"benchmarks": {}, "configs": {}, "deltas": {}, "deltas_ci95": {}}
@@ -121,13 +138,86 @@ def build(results: dict[str, dict[str, list[str]]], ranking: dict, config: dict,
         if (rounds or {}).get(exp):
             entry["rounds"] = round_curves(root, exp, benches, rounds[exp], seed)
         out["experiments"][exp] = entry
-    items = ItemScores(root, ranking)
-    out["ranking"] = against_best(rank(out["experiments"], ranking), items, seed)
-    out["sweeps"] = rank_sweeps(out["ranking"], sweeps or {}, items, seed)
-    out["pool_ranking"] = rank_pools(out["ranking"], pools or {}, items, seed)
-    out["comparisons"] = compare(results, seed, root)
+    scores = GroupScores(root, groups)
+    out["replicates"] = {group: replicate_entry(scores, group, out["experiments"], results[group], seed)
+                         for group in groups}
+    out["ranking"] = against_best(rank(out["replicates"], ranking), scores, ranking["metric"], seed)
+    out["sweeps"] = rank_sweeps(out["ranking"], sweeps or {}, scores, ranking["metric"], seed)
+    out["pool_ranking"] = rank_pools(out["ranking"], pools or {}, scores, ranking["metric"], seed)
+    out["comparisons"] = compare(results, groups, scores, seed)
     out["provenance"] = provenance(config, seed, repo)
     return out
+
+
+class GroupScores:
+    """The evaluated rows of a group of replicates (one :class:`EvalRows` per replicate, in order),
+    read once per group, benchmark and variant."""
+
+    def __init__(self, root: str | Path, groups: dict[str, list[str]]):
+        self.root, self.groups = Path(root), groups
+        self.cache: dict[tuple[str, str, str], list[EvalRows]] = {}
+
+    def __call__(self, group: str, bench: str, variant: str) -> list[EvalRows]:
+        key = (group, bench, variant)
+        if key not in self.cache:
+            self.cache[key] = [EvalRows(metrics_file(self.root, member, bench, variant))
+                               for member in self.groups[group]]
+        return self.cache[key]
+
+
+def two_level(a: list[EvalRows], metric: str, seed: int, b: list[EvalRows] | None = None) -> TwoLevel | None:
+    """``metric`` of replicates ``a`` (minus that of ``b``) over the items every replicate has, with its
+    two-level bootstrap interval (:func:`juicebox.scoring.two_level_bootstrap`); ``b`` with as many
+    replicates is paired replicate by replicate, otherwise the two sides are bootstrapped apart and
+    the interval is normal. None: no item in common."""
+    sides = a + (b or [])
+    ids = sorted(set.intersection(*(set(side.rows) for side in sides)))
+    base, members = metric_rows([a[0].rows[i] for i in ids], metric)
+    if not members:
+        return None
+
+    def stats(reps: list[EvalRows]) -> list[list[dict]]:
+        return [[rep.rows[ids[i]]["stats"] for i in members] for rep in reps]
+
+    if b is None or len(b) == len(a):
+        return two_level_bootstrap(stats(a), a[0].figures, seed, minus=stats(b) if b else None)[base]
+    left, right = (two_level_bootstrap(stats(side), side[0].figures, seed)[base] for side in (a, b))
+    value, se = left.value - right.value, (left.se ** 2 + right.se ** 2) ** 0.5
+    return TwoLevel(value, (value - 1.96 * se, value + 1.96 * se), se, 2.80 * se)
+
+
+def figure_entry(result: TwoLevel | None, points: list[float]) -> dict:
+    """A group's figure in eval.json: value, ci95, se, mde and the replicates' own figures."""
+    if result is None:
+        return {"value": None, "ci95": None, "se": None, "mde": None, "points": points}
+    return {"value": result.value, "ci95": list(result.ci95), "se": result.se, "mde": result.mde, "points": points}
+
+
+def replicate_entry(scores: GroupScores, group: str, experiments: dict, benches: dict[str, list[str]],
+                    seed: int) -> dict:
+    """One group's ``replicates`` entry: its members, and per benchmark, variant and metric the pooled
+    figure over replicates and items (with ``points``, each replicate's figure); per benchmark and
+    metric the within-replicate variant differences (:func:`delta_pairs`)."""
+    members = scores.groups[group]
+    entry: dict = {"members": members, "benchmarks": {}, "deltas": {}, "lower_is_better": {}}
+    for bench, variants in benches.items():
+        entry["lower_is_better"][bench] = experiments[group]["benchmarks"][bench]["dpo"]["lower_is_better"]
+        figures = {}
+        for variant in [v for v in variants if not v.endswith(layout.BLANK)]:
+            metrics = experiments[group]["benchmarks"][bench][variant]["metrics"]
+            figures[variant] = {
+                metric: figure_entry(two_level(scores(group, bench, variant), metric, seed),
+                                     [experiments[m]["benchmarks"][bench][variant]["metrics"][metric] for m in members])
+                for metric in metrics}
+        entry["benchmarks"][bench] = figures
+        deltas: dict = {}
+        for metric in experiments[group]["benchmarks"][bench]["dpo"]["metrics"]:
+            for a, b in delta_pairs(variants):
+                points = [experiments[m]["deltas"][bench][metric][f"{a}_vs_{b}"] for m in members]
+                result = two_level(scores(group, bench, a), metric, seed, scores(group, bench, b))
+                deltas.setdefault(metric, {})[f"{a}_vs_{b}"] = figure_entry(result, points)
+        entry["deltas"][bench] = deltas
+    return entry
 
 
 def check_schema(summary: dict, schema_path: str | Path) -> None:
@@ -151,55 +241,46 @@ def delta_pairs(variants: list[str]) -> list[tuple[str, str]]:
     return pairs + [(v, f"{v}_blank") for v in variants if f"{v}_blank" in variants]
 
 
-def rank(experiments: dict, ranking: dict) -> list[dict]:
-    """Experiment × variant (each with the metric's 95 % interval from its metrics file, ``ci95``)
-    ordered by the primary metric, best first: highest first, lowest for a
-    metric its benchmark marks ``lower_is_better`` (CHAIR); ties by name. The blank-image
-    ablations are not models and are not ranked."""
+def rank(replicates: dict, ranking: dict) -> list[dict]:
+    """Group × variant (each with its pooled figure over replicates and items, its 95 % interval
+    ``ci95`` and its replicates' ``points``) ordered by the primary metric, best first: highest first,
+    lowest for a metric its benchmark marks ``lower_is_better`` (CHAIR); ties by name. The
+    blank-image ablations are not models and are not ranked."""
     bench, metric = ranking["benchmark"], ranking["metric"]
     rows, lower = [], False
-    for exp, entry in experiments.items():
-        for variant, result in entry["benchmarks"].get(bench, {}).items():
-            if metric in result["metrics"] and not variant.endswith("_blank"):
-                lower = lower or metric in result.get("lower_is_better", [])
-                rows.append({"experiment": exp, "variant": variant, "benchmark": bench, "metric": metric,
-                             "value": result["metrics"][metric], "ci95": result.get("ci95", {}).get(metric)})
+    for group, entry in replicates.items():
+        for variant, figures in entry["benchmarks"].get(bench, {}).items():
+            if metric in figures and figures[metric]["value"] is not None and not variant.endswith(layout.BLANK):
+                lower = lower or metric in entry["lower_is_better"][bench]
+                figure = figures[metric]
+                rows.append({"experiment": group, "variant": variant, "benchmark": bench, "metric": metric,
+                             "value": figure["value"], "ci95": figure["ci95"], "replicates": len(entry["members"]),
+                             "points": figure["points"]})
     sign = 1 if lower else -1
     return sorted(rows, key=lambda r: (sign * r["value"], r["experiment"], r["variant"]))
 
 
-class ItemScores:
-    """The evaluated rows of the ranking benchmark, read once per experiment × variant."""
-
-    def __init__(self, root: str | Path, ranking: dict):
-        self.root, self.bench, self.metric = Path(root), ranking["benchmark"], ranking["metric"]
-        self.cache: dict[tuple[str, str], EvalRows] = {}
-
-    def __call__(self, experiment: str, variant: str) -> EvalRows:
-        key = (experiment, variant)
-        if key not in self.cache:
-            self.cache[key] = EvalRows(metrics_file(self.root, experiment, self.bench, variant))
-        return self.cache[key]
-
-
-def against_best(rows: list[dict], items: ItemScores, seed: int) -> list[dict]:
-    """Ranked rows (best first), each with ``delta_vs_best`` (its value − the top row's), the paired
-    bootstrap interval of that difference over the items both have (``delta_vs_best_ci95``) and
-    ``significant`` (the interval excludes 0). ``items(experiment, variant)`` gives the evaluated
-    rows; with none shared the interval and the flag are None."""
+def against_best(rows: list[dict], scores: GroupScores, metric: str, seed: int) -> list[dict]:
+    """Ranked rows (best first), each with ``delta_vs_best`` (its value − the top row's), the interval
+    of that difference over replicates and items (:func:`two_level`, ``delta_vs_best_ci95``), the
+    smallest difference that interval detects (``mde``) and ``significant`` (the interval excludes
+    0). With no item shared the interval and the flag are None."""
     if not rows:
         return []
     best = rows[0]
     out = []
     for row in rows:
-        a, b = items(row["experiment"], row["variant"]), items(best["experiment"], best["variant"])
-        ci = paired_delta_ci(a, b, items.metric, seed)
+        result = two_level(scores(row["experiment"], row["benchmark"], row["variant"]), metric, seed,
+                           scores(best["experiment"], best["benchmark"], best["variant"]))
+        ci = None if result is None else list(result.ci95)
         out.append({**row, "delta_vs_best": row["value"] - best["value"], "delta_vs_best_ci95": ci,
+                    "mde": None if result is None else result.mde,
                     "significant": None if ci is None else bool(ci[0] > 0 or ci[1] < 0)})
     return out
 
 
-def rank_sweeps(ranking: list[dict], sweeps: dict, items, seed: int, variant: str = "dpo") -> dict:
+def rank_sweeps(ranking: list[dict], sweeps: dict, scores: GroupScores, metric: str, seed: int,
+                variant: str = "dpo") -> dict:
     """Per sweep, its evaluated points' ``variant`` rows in ranking order, each with its grid values
     (``point``) and whether it is the sweep's base, compared with the sweep's best point."""
     out = {}
@@ -207,11 +288,13 @@ def rank_sweeps(ranking: list[dict], sweeps: dict, items, seed: int, variant: st
         points = entry["points"]
         rows = [{**_plain(row), "point": points[row["experiment"]], "base": row["experiment"] == entry["base"]}
                 for row in ranking if row["experiment"] in points and row["variant"] == variant]
-        out[sweep] = {"base": entry["base"], "keys": entry["keys"], "ranking": against_best(rows, items, seed)}
+        out[sweep] = {"base": entry["base"], "keys": entry["keys"],
+                      "ranking": against_best(rows, scores, metric, seed)}
     return out
 
 
-def rank_pools(ranking: list[dict], pools: dict[str, str], items, seed: int, variant: str = "dpo") -> list[dict]:
+def rank_pools(ranking: list[dict], pools: dict[str, str], scores: GroupScores, metric: str, seed: int,
+               variant: str = "dpo") -> list[dict]:
     """Data pools (experiments with the same data key) ranked by the best ``variant`` model trained
     on each: a row per pool naming its experiments and its best one (whose value and interval it
     takes), compared with the top pool's best experiment."""
@@ -224,26 +307,32 @@ def rank_pools(ranking: list[dict], pools: dict[str, str], items, seed: int, var
         if row["variant"] == variant and key is not None and key not in seen:
             seen.add(key)
             rows.append({"pool": key, "experiments": sorted(members[key]), **_plain(row)})
-    return against_best(rows, items, seed)
+    return against_best(rows, scores, metric, seed)
 
 
 def _plain(row: dict) -> dict:
     """A ranking row without its comparison with the overall best (its section compares anew)."""
-    return {k: v for k, v in row.items() if k not in ("delta_vs_best", "delta_vs_best_ci95", "significant")}
+    return {k: v for k, v in row.items() if k not in ("delta_vs_best", "delta_vs_best_ci95", "mde", "significant")}
 
 
-def compare(results: dict, seed: int, root: Path) -> list[dict]:
-    """Every pair of experiments on every benchmark metric, variant by variant, with paired bootstrap CIs."""
+def compare(results: dict, groups: dict[str, list[str]], scores: GroupScores, seed: int) -> list[dict]:
+    """Every pair of groups on every benchmark metric, variant by variant: the difference of their
+    pooled figures, its interval over replicates and items (:func:`two_level`), ``mde`` and
+    ``significant``."""
     out = []
-    for a, b in itertools.combinations(sorted(results), 2):
+    for a, b in itertools.combinations(sorted(groups), 2):
         for bench in [x for x in results[a] if x in results[b]]:
             for variant in [v for v in results[a][bench] if v in results[b][bench]]:
-                ma = read_json(metrics_file(root, a, bench, variant))["metrics"]
-                mb = read_json(metrics_file(root, b, bench, variant))["metrics"]
-                ra, rb = (EvalRows(metrics_file(root, exp, bench, variant)) for exp in (a, b))
+                left, right = scores(a, bench, variant), scores(b, bench, variant)
+                ma, mb = (read_json(metrics_file(scores.root, g, bench, variant))["metrics"] for g in (a, b))
                 for metric in [m for m in ma if m in mb]:
+                    result = two_level(left, metric, seed, right)
+                    if result is None:
+                        continue
                     out.append({"benchmark": bench, "metric": metric, "variant": variant, "a": a, "b": b,
-                                "delta": ma[metric] - mb[metric], "ci95": paired_delta_ci(ra, rb, metric, seed)})
+                                "delta": result.value, "ci95": list(result.ci95), "mde": result.mde,
+                                "replicates": [len(left), len(right)],
+                                "significant": bool(result.ci95[0] > 0 or result.ci95[1] < 0)})
     return out
 
 
@@ -301,6 +390,15 @@ def intervals_excluding_their_figure(summary: dict, tolerance: float = 1e-12) ->
                     pairs.append((where, point["value"], point["ci95"]))
                     if "delta_vs_previous" in point:
                         pairs.append((f"{where}/delta", point["delta_vs_previous"], point["delta_vs_previous_ci95"]))
+    for group, entry in summary.get("replicates", {}).items():
+        for bench, variants in entry["benchmarks"].items():
+            for variant, figures in variants.items():
+                pairs += [(f"replicates/{group}/{bench}/{variant}/{metric}", f["value"], f["ci95"])
+                          for metric, f in figures.items() if f["value"] is not None]
+        for bench, metrics in entry["deltas"].items():
+            for metric, deltas in metrics.items():
+                pairs += [(f"replicates/{group}/{bench}/{metric}/{key}", f["value"], f["ci95"])
+                          for key, f in deltas.items() if f["value"] is not None]
     rankings = {"ranking": summary["ranking"], "pool_ranking": summary.get("pool_ranking", []),
                 **{f"sweeps/{name}": sweep["ranking"] for name, sweep in summary.get("sweeps", {}).items()}}
     for name, rows in rankings.items():
