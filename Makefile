@@ -9,7 +9,7 @@ CORES ?= all
 # Rules start `python` and `transformers` by name: the venv's must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv vllm-venv vllm-gpu-venv gpu-check demo demo-seeds test test-fast test-train test-server test-vllm test-workflow test-slurm lint dag docs clean
+.PHONY: venv vllm-venv vllm-gpu-venv gpu-check demo demo-seeds demo-controls test test-fast test-train test-server test-vllm test-workflow test-slurm lint dag docs clean
 # `make test` runs its steps one after the other, even under `make -j`.
 .NOTPARALLEL:
 
@@ -73,6 +73,17 @@ demo-seeds: venv
 	$(BIN)/python scripts/demo_seeds.py --out docs/results/demo-seeds.md \
 	  --command "make demo-seeds SEEDS='$(SEEDS)' CORES=$(CORES)" \
 	  $(foreach seed,$(SEEDS),results/seeds/eval-$(seed).json)
+
+# The controls run (config/controls.yaml): positive and null controls the sandbox must detect, over
+# 3 training seeds each; its results/eval.json kept as results/controls-eval.json, its tables written
+# to docs/results/controls.md with the commit, the machine, the date and the wall time.
+demo-controls: venv
+	start=$$(date +%s); \
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile config/controls.yaml || exit 1; \
+	end=$$(date +%s); \
+	cp results/eval.json results/controls-eval.json && \
+	$(BIN)/python scripts/controls_table.py --eval results/controls-eval.json --out docs/results/controls.md \
+	  --command "make demo-controls CORES=$(CORES)" --wall "$$(( (end - start) / 60 )) min $$(( (end - start) % 60 )) s"
 
 # The tests in tiers, each its own pytest run, in this order; make stops at the first that fails:
 #   lint           snakemake --lint, snakefmt --check, ruff

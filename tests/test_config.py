@@ -25,7 +25,7 @@ def test_embedded_default_resolves_with_schema_defaults():
     raw, ks, vlm = cfg["experiments"]["raw"], cfg["experiments"]["ksigma"], cfg["experiments"]["vlm"]
     assert raw["sources"] == ks["sources"] and {s["task"] for s in raw["sources"]} == {"math"}
     assert all(s.get("task") is None for s in vlm["sources"]) and vlm["model"] == "tiny_vlm"  # tasks per record
-    assert list(raw["eval"]["benchmarks"]) == ["demo_math"]
+    assert list(raw["eval"]["benchmarks"]) == ["demo_math", "demo_math_greedy"]
     assert {b: v["type"] for b, v in vlm["eval"]["benchmarks"].items()} == {
         "demo_pope": "yes_no", "demo_mmstar": "multiple_choice", "demo_vqa": "vqa", "demo_caption": "caption",
         "demo_chair": "chair"}
@@ -35,6 +35,7 @@ def test_embedded_default_resolves_with_schema_defaults():
                              "stat_map": {}, "stat_ranges": {}}
     assert ks["ksigma"]["enabled"] is True and ks["ksigma"]["k"] == 2 and ks["ksigma"]["mode"] == "sigma"
     assert raw["pool"] == {"steps": []} and cfg["demo_data"]["n_math"] == 240
+    assert cfg["demo_data"]["n_bench_math"] == 400 and cfg["demo_data"]["math_max"] == 8
 
 
 def test_wrong_type_names_the_key():

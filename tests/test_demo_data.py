@@ -180,3 +180,41 @@ def test_vision_benchmarks_in_their_public_formats(tmp_path):
     assert all(len(c["references"]) >= 3 and set(c["objects"]) <= set(SHAPES) for c in captions)
     synonyms = [line.split(", ") for line in (bench / "synonyms.txt").read_text().splitlines()]
     assert {words[0] for words in synonyms} == set(SYNONYMS)
+
+
+def test_the_data_controls_pools_differ_in_a_third_of_their_final_answers(tmp_path):
+    from juicebox.arithmetic import steps
+    from juicebox.io import read_jsonl
+    from juicebox.scoring import gold_answer_math
+
+    generate(str(tmp_path), seed=5, **SIZES)
+    clean = read_jsonl(tmp_path / "controls" / "math_clean.jsonl")
+    wrong = read_jsonl(tmp_path / "controls" / "math_wrong.jsonl")
+    source = []
+    for line in (tmp_path / "math.jsonl").read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # the source's deliberately broken lines
+            continue
+        if record.get("noise") == "clean":
+            source.append(record)
+    assert [r["id"] for r in clean] == [r["id"] for r in wrong]
+    assert sorted(r["id"] for r in clean) == sorted(r["id"] for r in source)  # the source interleaves its noise
+    changed = [(c, w) for c, w in zip(clean, wrong) if c["answer"] != w["answer"]]
+    assert len(changed) == len(clean) // 3
+    for c, w in changed:  # the steps kept, the final answer another number
+        assert steps(c["answer"]) == steps(w["answer"]) and w["question"] == c["question"]
+        assert gold_answer_math(w["answer"]) != gold_answer_math(c["answer"]) and w["noise"] == "wrong_answer"
+
+
+def test_a_wider_generator_has_more_problems_and_the_narrow_one_is_unchanged(tmp_path):
+    from juicebox.demo_data import MATH_PROBLEMS
+
+    assert (MATH_PROBLEMS[6], MATH_PROBLEMS[8]) == (486, 1096)
+    generate(str(tmp_path / "narrow"), seed=5, **{**SIZES, "math_max": 6})
+    generate(str(tmp_path / "default"), seed=5, **SIZES)  # math_max's default is the narrow generator
+    assert (tmp_path / "narrow" / "math.jsonl").read_bytes() == (tmp_path / "default" / "math.jsonl").read_bytes()
+    import pytest
+
+    with pytest.raises(ValueError, match="math_max 6 makes 486"):
+        generate(str(tmp_path / "x"), seed=5, **{**SIZES, "n_bench_math": 450, "math_max": 6})

@@ -96,6 +96,13 @@ def grpo_cmd(data: Path, model: str, out: Path, settings: dict, rewards: list[di
             "--seed", "0", "--threads", "1", "--settings", json.dumps(settings), "--rewards", json.dumps(rewards)]
 
 
+def run_grpo(data: Path, model: str, out: Path, settings: dict, rewards: list[dict]) -> tuple[dict, str]:
+    """scripts/train.py grpo run to its end: its summary and its log."""
+    done = subprocess.run(grpo_cmd(data, model, out, settings, rewards), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out.parent / "grpo.json").read_text()), done.stderr
+
+
 def weights(model_dir: Path) -> dict:
     from safetensors.torch import load_file
 
@@ -109,16 +116,13 @@ def test_gspo_trains_the_policy_with_the_experiments_rewards(policy, tmp_path):
     data = tmp_path / "data.jsonl"
     write_jsonl(data, math_records(16) + [{"id": "c0", "task": "caption", "prompt": "Describe.", "references": ["A."]}])
     out = tmp_path / "model"
-    done = subprocess.run(grpo_cmd(data, policy, out, {**SETTINGS, "max_steps": 4}, TEXT_REWARDS),
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads((tmp_path / "grpo.json").read_text())
+    summary, log = run_grpo(data, policy, out, {**SETTINGS, "max_steps": 4}, TEXT_REWARDS)
     # the caption record is left out: no reward of the list applies to its task
     assert summary["prompts"] == 16 and summary["steps"] == 4
     assert (summary["algorithm"], summary["parameters"]) == ("gspo", "lora")
     rows = (tmp_path / "grpo.csv").read_text().splitlines()
     assert rows[0].split(",") == GRPO_COLUMNS and len(rows) == 5
-    assert "reward verifier_math" in done.stderr and "reward digit_overlap" in done.stderr
+    assert "reward verifier_math" in log and "reward digit_overlap" in log
     before, after = weights(Path(policy)), weights(out)
     assert set(before) == set(after), "the LoRA adapter is merged: the model has its own parameter names"
     assert any(not torch.equal(before[k], after[k]) for k in before), "GSPO left every weight as it was"
@@ -164,10 +168,7 @@ def test_grpo_of_a_vlm_shows_it_the_images(tiny_vlm, shape_images, tmp_path):
                {"type": "python", "name": "answer_similarity", "function": "answer_similarity", "path": str(REWARDS),
                 "tasks": ["vqa"]}]
     out = tmp_path / "model"
-    done = subprocess.run(grpo_cmd(data, tiny_vlm, out, {**SETTINGS, "max_steps": 2}, rewards),
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads((tmp_path / "grpo.json").read_text())
+    summary, _ = run_grpo(data, tiny_vlm, out, {**SETTINGS, "max_steps": 2}, rewards)
     assert summary["prompts"] == 9 and summary["steps"] == 2
     from juicebox.models import is_vision_language
 

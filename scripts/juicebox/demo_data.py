@@ -72,16 +72,26 @@ SYNONYMS = {"circle": ["circle", "disc", "disk", "round shape"], "square": ["squ
 
 # --- math --------------------------------------------------------------------------------
 
-def math_key(rng: random.Random) -> tuple:
-    """An underlying problem: (kind, a, b, c) with small numbers, so every step is one of about
-    two hundred arithmetic facts a small model can learn."""
+def math_key(rng: random.Random, top: int = 6) -> tuple:
+    """An underlying problem: (kind, a, b, c) with small numbers (the sums' operands up to ``top``;
+    the products' factors 2-4), so every step is one of a few hundred arithmetic facts a small model
+    can learn. ``top`` 6 makes 486 distinct problems, 8 makes 1096."""
     kind = rng.choice(["add_sub", "add_add", "mul_add"])
     if kind == "mul_add":
-        return kind, rng.randint(2, 4), rng.randint(2, 4), rng.randint(1, 6)
-    a, b = rng.randint(1, 6), rng.randint(1, 6)
+        return kind, rng.randint(2, 4), rng.randint(2, 4), rng.randint(1, top)
+    a, b = rng.randint(1, top), rng.randint(1, top)
     if kind == "add_sub":
         return kind, a, b, rng.randint(1, a + b - 1)
-    return kind, a, b, rng.randint(1, 6)
+    return kind, a, b, rng.randint(1, top)
+
+
+def math_problems(top: int) -> int:
+    """How many distinct problems :func:`math_key` makes with operands up to ``top``."""
+    add_sub = sum(a + b - 1 for a in range(1, top + 1) for b in range(1, top + 1))
+    return add_sub + top ** 3 + 9 * top
+
+
+MATH_PROBLEMS = {top: math_problems(top) for top in range(2, 13)}
 
 
 def math_steps(key: tuple) -> tuple[list[tuple[int, str, int, int]], int]:
@@ -413,7 +423,7 @@ def _unique_keys(make, n: int, reserved: set, rng: random.Random) -> list:
 
 
 def generate(outdir: str, seed: int, n_math: int, n_math_extra: int, n_vision: int, n_vision_extra: int,
-             n_bench_math: int, n_bench_vision: int, noise_fraction: float) -> dict:
+             n_bench_math: int, n_bench_vision: int, noise_fraction: float, math_max: int = 6) -> dict:
     """Write the demo sources and benchmark splits under ``outdir``; return a manifest."""
     out = Path(outdir)
     rng = random.Random(seed)
@@ -422,8 +432,14 @@ def generate(outdir: str, seed: int, n_math: int, n_math_extra: int, n_vision: i
     used_math: set = set()
     used_scene: set = set()
     # Benchmarks first: their keys are reserved before any pool item is drawn.
-    bench_math_keys = _unique_keys(math_key, n_bench_math, used_math, rng)
-    math_keys = _unique_keys(math_key, n_math + n_math_extra, used_math, rng)
+    def make_math(r):
+        return math_key(r, math_max)
+
+    if n_bench_math + n_math + n_math_extra > MATH_PROBLEMS[math_max]:
+        raise ValueError(f"demo_data: {n_bench_math} + {n_math} + {n_math_extra} math problems asked for, but "
+                         f"math_max {math_max} makes {MATH_PROBLEMS[math_max]}; raise math_max or ask for fewer")
+    bench_math_keys = _unique_keys(make_math, n_bench_math, used_math, rng)
+    math_keys = _unique_keys(make_math, n_math + n_math_extra, used_math, rng)
     bench_scene_keys = _unique_keys(scene_key, n_bench_vision, used_scene, vision_rng)
     scene_keys = _unique_keys(scene_key, n_vision + n_vision_extra, used_scene, vision_rng)
 
@@ -501,10 +517,30 @@ def _write_math(out: Path, rng: random.Random, bench_keys: list, keys: list, n_m
             writer.writerow([item["uid"], item["problem"], item["final"], item["noise"], item.get("noise_of", "")])
             if i == 20:
                 writer.writerow(["x-broken-1", "What is 2 plus 2?", "4", "broken", "", "extra-column"])
+    controls = _write_math_controls(out, rng, clean, solutions)
     questions = {item["question"].lower() for item in items} | {item["problem"].lower() for item in extra_items}
-    return {"files": {"math": "math.jsonl", "math_extra": "math_extra.csv", "bench_math": "bench/math_test.jsonl"},
-            "counts": {"math": len(lines), "math_extra": len(extra_items) + 1, "bench_math": len(bench)},
+    return {"files": {"math": "math.jsonl", "math_extra": "math_extra.csv", "bench_math": "bench/math_test.jsonl",
+                      **controls},
+            "counts": {"math": len(lines), "math_extra": len(extra_items) + 1, "bench_math": len(bench),
+                       "controls_clean": len(clean), "controls_wrong": len(clean)},
             "questions": questions}
+
+
+def _write_math_controls(out: Path, rng: random.Random, clean: list[dict], solutions: dict) -> dict:
+    """The data control's two pools (``make demo-controls``): the main source's clean problems as they
+    are, and the same problems with a third of them (a seeded choice) given a wrong final answer, the
+    worked steps left as they are (as the pool's ``wrong_answer`` noise)."""
+    wrong_ids = set(rng.sample([item["id"] for item in clean], len(clean) // 3))
+    wrong = []
+    for item in clean:
+        if item["id"] in wrong_ids:
+            key = solutions[item["id"]]
+            item = {**item, "answer": math_solution(key, math_answer(key) + rng.choice([-3, -2, -1, 1, 2, 3])),
+                    "noise": "wrong_answer"}
+        wrong.append(item)
+    write_jsonl(out / "controls" / "math_clean.jsonl", clean)
+    write_jsonl(out / "controls" / "math_wrong.jsonl", wrong)
+    return {"controls_clean": "controls/math_clean.jsonl", "controls_wrong": "controls/math_wrong.jsonl"}
 
 
 class _SceneImages:

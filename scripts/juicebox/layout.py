@@ -52,6 +52,8 @@ DEMO_FILES = {
     "bench_vqa": "bench/vqa_test.jsonl",
     "bench_caption": "bench/caption_test.json",
     "bench_synonyms": "bench/synonyms.txt",
+    "controls_clean": "controls/math_clean.jsonl",
+    "controls_wrong": "controls/math_wrong.jsonl",
     "manifest": "manifest.json",
 }
 

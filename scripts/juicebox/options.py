@@ -72,7 +72,12 @@ class DemoDataOptions(Options):
     n_vision: int = option(600, "Picture questions in the main vision source (JSON array), before noise is added.",
                            minimum=10)
     n_vision_extra: int = option(150, "Picture questions in the second vision source (Parquet).", minimum=10)
-    n_bench_math: int = option(100, "Items of the held-out math benchmark (GSM8K format).", minimum=10)
+    n_bench_math: int = option(400, "Items of the held-out math benchmark (GSM8K format): 400, so that a paired "
+                               "interval between two variants of the demo is about +-0.03 wide (docs/results.md).",
+                               minimum=10)
+    math_max: int = option(8, "Largest operand of the math problems' sums (their products' factors are 2-4): 6 "
+                           "makes 486 distinct problems, 8 makes 1096; the benchmark's and the sources' problems are "
+                           "distinct.", minimum=2, maximum=12)
     n_bench_vision: int = option(100, "Pictures of the held-out vision benchmarks (POPE asks two questions about "
                                  "each; MMStar, VQA and captions one).", minimum=10)
     noise_fraction: float = option(0.3, "Fraction of pool items given realistic noise (junk, repetition, "
@@ -546,8 +551,11 @@ class EvalOptions(Options):
         "sft_blank, dpo_blank): the ablation that shows what the model takes from the images. true: every variant; "
         "a list: those variants (e.g. [sft, dpo]).", schema={"uniqueItems": True})
     benchmarks: dict[str, BenchmarkBlock] = option(
-        {"demo_math": {"type": "math", "path": "results/demo_data/bench/math_test.jsonl", "k": [1, 4], "steps": True}},
-        "Name → {type: <benchmark type>, path, ...its keys} (docs/config.md, \"Benchmarks\").")
+        {"demo_math": {"type": "math", "path": "results/demo_data/bench/math_test.jsonl", "k": [1, 4], "steps": True},
+         "demo_math_greedy": {"type": "math", "path": "results/demo_data/bench/math_test.jsonl", "k": [1],
+                              "steps": True, "sampling": {"n": 1, "temperature": 0.0}}},
+        "Name → {type: <benchmark type>, path, ...its keys} (docs/config.md, \"Benchmarks\"). The default: the "
+        "demo's held-out math, with `eval.sampling` (the demo's: the rollouts' temperature) and greedily.")
 
     def check_at(self, where: str) -> None:
         """The engine can honour the sampling; every benchmark can be built (its ``fields`` are ones its

@@ -19,7 +19,7 @@ from .io import atomic_open, atomic_path
 from .ksigma import KSigmaSettings, recipe_bounds
 
 # the models, then their blank-image ablations (eval.blank_images)
-VARIANTS = ("base", "sft", "dpo", "base_blank", "sft_blank", "dpo_blank")
+VARIANTS = ("base", "sft", "dpo", "grpo", "base_blank", "sft_blank", "dpo_blank", "grpo_blank")
 
 
 def _pyplot():
@@ -168,29 +168,35 @@ def plot_margins(pairs: list[dict], title: str, path: str | Path) -> None:
 
 
 def plot_benchmark(summary: dict, bench: str, path: str | Path) -> None:
-    """One panel per metric of a benchmark (results/eval.json): a bar per experiment and variant,
-    the black line its bootstrap 95 % CI."""
+    """One panel per metric of a benchmark (results/eval.json's ``replicates``): a bar per experiment
+    and variant (its figure pooled over its training replicates), the black line its 95 % interval
+    over replicates and items, and a dot per replicate's own figure."""
     plt = _pyplot()
-    results = {exp: entry["benchmarks"][bench] for exp, entry in summary["experiments"].items()
+    results = {group: entry["benchmarks"][bench] for group, entry in summary["replicates"].items()
                if bench in entry["benchmarks"]}
     variants = [v for v in VARIANTS if any(v in by_variant for by_variant in results.values())]
-    metrics = list(dict.fromkeys(m for by_variant in results.values() for r in by_variant.values()
-                                 for m in r["metrics"]))
+    metrics = list(dict.fromkeys(m for by_variant in results.values() for figures in by_variant.values()
+                                 for m in figures))
     width = 0.8 / len(results)
     fig, axes = _panels(plt, len(metrics))
     for ax, metric in zip(axes, metrics):
-        for i, (exp, by_variant) in enumerate(results.items()):
-            shown = [(j, by_variant[v]) for j, v in enumerate(variants)
-                     if v in by_variant and metric in by_variant[v]["metrics"]]
+        for i, (group, by_variant) in enumerate(results.items()):
+            shown = [(j, by_variant[v][metric]) for j, v in enumerate(variants)
+                     if v in by_variant and by_variant[v].get(metric, {}).get("value") is not None]
             xs = [j - 0.4 + width * (i + 0.5) for j, _ in shown]
-            ax.bar(xs, [r["metrics"][metric] for _, r in shown], width, color=f"C{i}", label=exp)
-            ax.vlines(xs, [r["ci95"][metric][0] for _, r in shown], [r["ci95"][metric][1] for _, r in shown],
+            ax.bar(xs, [f["value"] for _, f in shown], width, color=f"C{i}", alpha=0.75, label=group)
+            ax.vlines(xs, [f["ci95"][0] for _, f in shown], [f["ci95"][1] for _, f in shown],
                       color="black", linewidth=1.2)
+            for x, (_, f) in zip(xs, shown):
+                ax.plot([x] * len(f["points"]), f["points"], "o", color="black", markersize=2.5)
         ax.set_xticks(range(len(variants)), [v.replace("_", "\n") for v in variants])
         ax.set_title(metric)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="upper right", ncols=len(results), fontsize=8)
-    items = sorted({r["n"] for by_variant in results.values() for r in by_variant.values()})
-    fig.suptitle(f"{bench} ({'/'.join(map(str, items))} items)")
+    items = sorted({summary["experiments"][group]["benchmarks"][bench][v]["n"]
+                    for group in results for v in results[group]})
+    replicates = sorted({len(summary["replicates"][group]["members"]) for group in results})
+    fig.suptitle(f"{bench} ({'/'.join(map(str, items))} items, {'/'.join(map(str, replicates))} "
+                 f"replicate(s); dots: each replicate)")
     _save(plt, fig, path)
 
 

@@ -203,7 +203,7 @@ def replicate_entry(scores: GroupScores, group: str, experiments: dict, benches:
     for bench, variants in benches.items():
         entry["lower_is_better"][bench] = experiments[group]["benchmarks"][bench]["dpo"]["lower_is_better"]
         figures = {}
-        for variant in [v for v in variants if not v.endswith(layout.BLANK)]:
+        for variant in variants:
             metrics = experiments[group]["benchmarks"][bench][variant]["metrics"]
             figures[variant] = {
                 metric: figure_entry(two_level(scores(group, bench, variant), metric, seed),
