@@ -124,6 +124,14 @@ def model_seed(wildcards):
     return CONFIG["seed"] + experiment(wildcards)["replicate"] - 1
 
 
+def eval_seed(wildcards):
+    """The seed of an evaluation: the base model's (not trained) is every replicate's, the workflow's
+    seed, so that its replicates share one evaluation; a trained variant's is its replicate's."""
+    if wildcards.variant.removesuffix(layout.BLANK) == "base":
+        return CONFIG["seed"]
+    return model_seed(wildcards)
+
+
 def policy_model(wildcards):
     """The model rollouts sample from and DPO starts from: the SFT model if the warm start is on."""
     if experiment(wildcards)["sft"]["enabled"]:

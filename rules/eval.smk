@@ -21,7 +21,7 @@ rule evaluate:
     params:
         bench=lambda w: experiment(w)["eval"]["benchmarks"][w.bench],
         settings=lambda w: experiment(w)["eval"],
-        seed=model_seed,
+        seed=eval_seed,
         server_logs=layout.log_folder("eval", "eval/servers-{bench}-{variant}"),
     script:
         "../scripts/evaluate.py"
@@ -39,7 +39,7 @@ use rule evaluate as evaluate_policy with:
     params:
         bench=lambda w: experiment(w)["eval"]["benchmarks"][w.bench],
         settings=lambda w: experiment(w)["eval"],
-        seed=model_seed,
+        seed=eval_seed,
         server_logs=layout.log_folder("round_eval", "eval/servers-{bench}-{variant}"),
 
 

@@ -18,7 +18,7 @@ Stages, in order, with the experiment keys each one reads (besides the global se
   (pairs: ``pairing``);
 * ``rounds`` (round{r}/ for r >= 2): rounds, eval;
 * ``eval_base``, ``eval_sft``, ``eval_grpo`` (eval/{bench}/{variant}.*), ``eval_dpo`` (round1/eval/...): eval,
-  each variant after the stage that makes its model (base: model and replicate only).
+  each variant after the stage that makes its model (base: model only, the same for every replicate).
 
 Which paths each stage writes is the layout table's (:func:`juicebox.layout.share_patterns`).
 """
@@ -45,7 +45,7 @@ STAGES: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "train": ("pairs", ("train",)),
     "rounds": ("train", ("rounds", "eval")),
     # each evaluated variant reads only its own model
-    "eval_base": (None, ("model", "eval", "replicate")),
+    "eval_base": (None, ("model", "eval")),
     "eval_sft": ("sft", ("eval",)),
     "eval_dpo": ("train", ("eval",)),
     "eval_grpo": ("grpo", ("eval",)),
