@@ -28,6 +28,8 @@ CONTROLS = [
      "never significant (pooled)", "between", ("clean", "clean_seeds"), ("sft", "dpo")),
     ("Learning, positive: clean (math_steps against the gold steps)",
      "above sft, clear of 0 in at least 2 of 3 seeds", "within", ("clean",), (("grpo", "sft"), ("dpo", "sft"))),
+    ("Learning, positive, larger step: clean_lr (clean's GSPO at lr 5e-4)",
+     "above sft, clear of 0 in at least 2 of 3 seeds", "within", ("clean_lr",), (("grpo", "sft"),)),
     ("Learning, harmful: final_answer (verifier_math, the final answer alone)",
      "steps_right below sft, with its interval", "within", ("final_answer",), (("grpo", "sft"), ("dpo", "sft"))),
 ]
@@ -108,7 +110,8 @@ def main() -> None:
         f"Written by `scripts/controls_table.py` after `{args.command}`"
         + (f" (wall time {args.wall})" if args.wall else "") + ".",
         f"Commit {prov['git_commit'][:10]}{' (with uncommitted changes)' if prov['git_dirty'] else ''}, "
-        f"{prov['cpu']}, {datetime.date.today().isoformat()}, seed {seed}; replicates per experiment: "
+        f"{prov['cpu']['model']} ({prov['cpu']['cpus']} CPUs, {prov['cpu']['machine']}), "
+        f"{datetime.date.today().isoformat()}, seed {seed}; replicates per experiment: "
         + ", ".join(f"{g} {n}" for g, n in replicates.items()) + ".",
         "",
         "Pooled: the effect over every training replicate, its 95 % interval over replicates and items "
