@@ -126,7 +126,8 @@ def model_seed(wildcards):
 
 def eval_seed(wildcards):
     """The seed of an evaluation: the base model's (not trained) is every replicate's, the workflow's
-    seed, so that its replicates share one evaluation; a trained variant's is its replicate's."""
+    seed, so that its replicates share one evaluation; a trained variant's is its replicate's.
+    """
     if wildcards.variant.removesuffix(layout.BLANK) == "base":
         return CONFIG["seed"]
     return model_seed(wildcards)

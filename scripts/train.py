@@ -17,12 +17,12 @@ from juicebox.io import setup_logging, write_json
 from juicebox.options import DPOOptions, GRPOOptions, SFTOptions
 from juicebox.train import train_dpo, train_sft
 
-STAGES = {"sft": (train_sft, SFTOptions), "dpo": (train_dpo, DPOOptions), "grpo": (None, GRPOOptions)}
+OPTIONS = {"sft": SFTOptions, "dpo": DPOOptions, "grpo": GRPOOptions}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("stage", choices=sorted(STAGES))
+    parser.add_argument("stage", choices=sorted(OPTIONS))
     parser.add_argument("--data", required=True, help="sft, grpo: processed data.jsonl; dpo: pairs.parquet")
     for name in ("model", "out", "metrics", "summary", "settings"):
         parser.add_argument(f"--{name}", required=True)
@@ -40,9 +40,8 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    train, options = STAGES[args.stage]
     tracking = json.loads(args.tracking) if args.tracking else None
-    settings = options.parse(json.loads(args.settings), args.stage)
+    settings = OPTIONS[args.stage].parse(json.loads(args.settings), args.stage)
     if args.stage == "grpo":
         from pathlib import Path
 
@@ -53,9 +52,11 @@ def main() -> None:
                                 seed=args.seed, log_dir=str(Path(args.summary).parent))
         result = train_grpo(args.data, args.model, args.out, args.metrics, settings, json.loads(args.rewards),
                             args.seed, tracking, context)
+    elif args.stage == "sft":
+        result = train_sft(args.data, args.model, args.out, args.metrics, settings, args.seed, tracking,
+                           examples_out=args.examples)
     else:
-        extra = {"examples_out": args.examples} if args.stage == "sft" else {}
-        result = train(args.data, args.model, args.out, args.metrics, settings, args.seed, tracking, **extra)
+        result = train_dpo(args.data, args.model, args.out, args.metrics, settings, args.seed, tracking)
     write_json(args.summary, result)
     log.info("%s done: %s", args.stage, result)
 

@@ -305,3 +305,27 @@ def test_a_hub_model_is_downloaded_by_its_own_rule(workdir):
     counts = job_counts(out)
     assert counts["download_model"] == 1 and counts["build_tiny_model"] == 1  # ksigma still uses tiny
     assert "resources/models/Qwen--Qwen2.5-0.5B-Instruct" in out
+
+
+@pytest.mark.parametrize("exp", ["ksigma", "vlm"])
+def test_online_rl_trains_and_is_evaluated_as_the_grpo_variant(demo, exp):
+    """The CI config turns GSPO on for ksigma (text) and vlm: its model, curves and summary, and the
+    grpo variant in eval.json with its paired deltas."""
+    import csv
+
+    from juicebox.grpo import GRPO_COLUMNS
+    from juicebox.models import is_vision_language
+
+    summary = json.loads(at(demo, "grpo", "summary", exp).read_text())
+    assert (summary["algorithm"], summary["steps"]) == ("gspo", 4) and summary["prompts"] > 0
+    with open(at(demo, "grpo", "metrics", exp)) as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == GRPO_COLUMNS and [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert is_vision_language(at(demo, "grpo", "model", exp)) == (exp == "vlm")
+    evaluated = json.loads((demo / "results" / "eval.json").read_text())
+    entry = evaluated["experiments"][exp]
+    for bench, variants in entry["benchmarks"].items():
+        assert "grpo" in variants and variants["grpo"]["model"].endswith(layout.path("grpo", "model", exp=exp))
+        assert all("grpo_vs_sft" in deltas for deltas in entry["deltas"][bench].values())
+    if exp == "ksigma":  # the ranked benchmark is the text experiments' math
+        assert "grpo" in {r["variant"] for r in evaluated["ranking"] if r["experiment"] == exp}
