@@ -1,5 +1,8 @@
 # Juicebox: the data-model co-development loop as one Snakemake workflow.
 # This file is the table of contents; the stages live in rules/, their code in scripts/.
+# The rules on the way to each experiment's trained models (data, SFT, rollouts, rewards, pairs,
+# training) carry `priority: 1` (SFT, the longest, 2): with few cores, every experiment's long jobs
+# start before the evaluations, which nothing waits on but the summary.
 from snakemake.utils import min_version
 
 min_version("9.0")

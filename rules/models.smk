@@ -10,6 +10,7 @@ rule build_tiny_model:
         layout.benchmark("models", "build_tiny_model")
     conda:
         "../envs/train.yaml"
+    priority: 1
     threads: 1
     resources:
         mem_mb=2000,
@@ -34,6 +35,7 @@ rule build_tiny_vlm:
         layout.benchmark("models", "build_tiny_vlm")
     conda:
         "../envs/train.yaml"
+    priority: 1
     threads: 1
     resources:
         mem_mb=2000,
@@ -79,6 +81,7 @@ rule sft:
         layout.benchmark("sft", "sft")
     conda:
         "../envs/train.yaml"
+    priority: 2
     threads: lambda w: experiment(w)["sft"]["threads"]
     resources:
         mem_mb=8000,

@@ -18,6 +18,7 @@ rule make_pairs:
         layout.benchmark("pairs", "make_pairs")
     conda:
         "../envs/io.yaml"
+    priority: 1
     threads: 1
     resources:
         mem_mb=2000,

@@ -9,6 +9,7 @@ rule build_pool:
         layout.benchmark("pool", "build_pool")
     conda:
         "../envs/io.yaml"
+    priority: 1
     threads: 1
     resources:
         mem_mb=2000,

@@ -10,6 +10,7 @@ rule probe:
         layout.benchmark("probe", "probe")
     conda:
         "../envs/datajuicer.yaml"
+    priority: 1
     threads: lambda w: experiment(w)["dj"]["np"]
     resources:
         mem_mb=4000,

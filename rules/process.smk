@@ -11,6 +11,7 @@ rule process_data:
         layout.benchmark("processed", "process_data")
     conda:
         "../envs/datajuicer.yaml"
+    priority: 1
     threads: lambda w: experiment(w)["dj"]["np"]
     resources:
         mem_mb=4000,

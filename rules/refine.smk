@@ -12,6 +12,7 @@ rule refine_recipe_ksigma:
         layout.benchmark("recipe", "refine_recipe_ksigma")
     conda:
         "../envs/datajuicer.yaml"
+    priority: 1
     threads: 1
     resources:
         mem_mb=2000,

@@ -12,6 +12,7 @@ rule reward_shard:
         layout.benchmark("rewards", "rewards/{shard}")
     conda:
         "../envs/eval.yaml"
+    priority: 1
     threads: lambda w: experiment(w)["rewards"]["threads"]
     resources:
         mem_mb=8000,
@@ -36,6 +37,7 @@ rule gather_rewards:
         layout.benchmark("rewards", "gather_rewards")
     conda:
         "../envs/io.yaml"
+    priority: 1
     threads: 1
     resources:
         mem_mb=2000,

@@ -10,6 +10,7 @@ rule rollout_shard:
         layout.benchmark("rollouts", "rollouts/{shard}")
     conda:
         engine_env("rollouts", "envs/train.yaml")
+    priority: 1
     threads: lambda w: experiment(w)["rollouts"]["threads"]
     resources:
         mem_mb=8000,
@@ -35,6 +36,7 @@ rule gather_rollouts:
         layout.benchmark("rollouts", "gather_rollouts")
     conda:
         "../envs/io.yaml"
+    priority: 1
     threads: 1
     resources:
         mem_mb=2000,

@@ -10,6 +10,7 @@ rule train_dpo:
         layout.benchmark("train", "train_dpo")
     conda:
         "../envs/train.yaml"
+    priority: 1
     threads: lambda w: experiment(w)["train"]["threads"]
     resources:
         mem_mb=8000,
@@ -49,6 +50,7 @@ rule train_grpo:
         layout.benchmark("grpo", "train_grpo")
     conda:
         "../envs/train.yaml"
+    priority: 1
     threads: lambda w: experiment(w)["grpo"]["threads"]
     resources:
         mem_mb=8000,
