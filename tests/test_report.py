@@ -6,11 +6,11 @@ snakemake/report/__init__.py). docutils ends a target's name at the first ``": "
 "1. Probe: a" and "1. Probe: b" both define "1. probe": a "Duplicate explicit target name" warning
 that the report prints under the introduction.
 
-The report is made from the embedded default config (every experiment, model feedback included, so
-every category is there) on a tree where only the figures marked for the report exist: a `--report`
-reads those and the jobs' metadata (missing metadata is only a warning), it runs no job. The
-rendering is checked in headless Chromium, since the report is a React app that builds the page
-from embedded JSON in the browser.
+The report is made from the embedded default config's experiments and the model-feedback experiment
+of config/examples/text_loop.yaml (so every category is there) on a tree where only the figures
+marked for the report exist: a `--report` reads those and the jobs' metadata (missing metadata is
+only a warning), it runs no job. The rendering is checked in headless Chromium, since the report is
+a React app that builds the page from embedded JSON in the browser.
 """
 
 import html as html_lib
@@ -49,8 +49,14 @@ def report_variable(html: str, name: str):
 def report(tmp_path_factory):
     """(working directory, report.html path, snakemake's output) of a report of the default config
     with every figure marked for the report present (small PNGs) and nothing else."""
+    import yaml
+
     work = make_workdir(tmp_path_factory.mktemp("report"))
-    dry = run_snakemake(work, "-n")
+    experiments = yaml.safe_load((ROOT / "config/config.yaml").read_text())["experiments"]
+    experiments["feedback"] = yaml.safe_load((ROOT / "config/examples/text_loop.yaml").read_text())[
+        "experiments"]["feedback"]
+    (work / "report.yaml").write_text(yaml.safe_dump({"experiments": experiments}))
+    dry = run_snakemake(work, "--configfile", "report.yaml", "-n")
     wanted = report_rules()
     assert len(wanted) >= 7, wanted
     dry_out = dry.stdout + dry.stderr
@@ -69,7 +75,7 @@ def report(tmp_path_factory):
             figure.parent.mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (64, 48), "steelblue").save(figure)
             targets.append(output)
-    proc = run_snakemake(work, "--report", "report.html", *targets)
+    proc = run_snakemake(work, "--configfile", "report.yaml", "--report", "report.html", *targets)
     return work, work / "report.html", proc.stdout + proc.stderr
 
 
@@ -96,7 +102,7 @@ def test_docutils_warns_about_nothing(report):
     assert not re.findall(r"\((?:INFO|WARNING|ERROR|SEVERE)/\d\)", output), output[-3000:]
     html = path.read_text(encoding="utf-8")
     categories, results = report_variable(html, "categories"), report_variable(html, "results")
-    # every category of the rules is in the report: the default config has every experiment
+    # every category of the rules is in the report: the default's experiments and model feedback
     assert set(categories) == rule_categories()
     assert any(sub.endswith(" (model stats)") for sub in categories["1. Probe stats and thresholds"])
     description = report_variable(html, "workflow-desc")

@@ -180,6 +180,8 @@ def test_dry_run_of_experiments_differing_in_beta_computes_the_common_stages_onc
     assert counts["train_dpo"] == 3 + 1   # raw (= raw_r2's round 1), raw_b2, ks; raw_r2's round 2
     assert counts["merge_policy"] == 1
     # base evaluated once for all; sft once per sft model; dpo once per adapter
-    n_bench = len(cfg["defaults"]["eval"].get("benchmarks") or {"demo_math": 1})
+    from juicebox.options import EvalOptions
+
+    n_bench = len(cfg["defaults"]["eval"].get("benchmarks") or EvalOptions.parse({}, "eval").benchmarks)
     assert counts["evaluate"] == n_bench * (1 + 2) and counts["evaluate_policy"] == n_bench * (3 + 1)
     assert counts["share_sft_dir"] == 2

@@ -124,7 +124,7 @@ def test_report_shows_every_figure_with_its_caption(demo):
                "3. Rewards": "Reward distributions", "4. Pair margins": "DPO pair margins",
                "5. Training": "Training curves"}
     assert set(categories) == {*per_exp, "6. Benchmarks"}
-    assert set(categories["6. Benchmarks"]) == {"demo_math", "demo_pope", "demo_caption"}
+    assert set(categories["6. Benchmarks"]) == {"demo_math", "demo_math_greedy", "demo_pope", "demo_caption"}
     for category, caption in per_exp.items():
         assert set(categories[category]) == set(EXPERIMENTS)
         for exp in EXPERIMENTS:
@@ -151,8 +151,9 @@ def test_changed_k_reruns_only_refinement_and_what_follows(demo):
     counts = job_counts(out)
     assert {k: counts[k] for k in ("refine_recipe_ksigma", "plot_thresholds", "process_data", "sft", "train_dpo")} \
         == {"refine_recipe_ksigma": 1, "plot_thresholds": 1, "process_data": 1, "sft": 1, "train_dpo": 1}, out[-3000:]
-    # ksigma's two shards; sft and dpo on its benchmark (base does not depend on the data)
-    assert counts["rollout_shard"] == 2 and counts["evaluate"] == 1 and counts["evaluate_policy"] == 1
+    # ksigma's two shards; its GSPO; sft, grpo and dpo on its two benchmarks (base does not depend on the data)
+    assert counts["rollout_shard"] == 2 and counts["train_grpo"] == 1
+    assert counts["evaluate"] == 2 * 2 and counts["evaluate_policy"] == 2
     assert not {"make_demo_data", "build_pool", "probe", "build_tiny_model"} & set(counts)
     # (track_eval logs results/eval.json, which changes, to every experiment's tracker)
     written = "".join(line for line in re.findall(r"output: .*", out) if not line.endswith("/tb/eval/done.json"))
@@ -165,10 +166,12 @@ def test_eval_json_schema_and_provenance(demo):
     assert set(summary) >= {"experiments", "ranking", "provenance"}
     for exp in EXPERIMENTS:
         entry = summary["experiments"][exp]
-        assert set(entry["benchmarks"]) == ({"demo_pope", "demo_caption"} if exp == "vlm" else {"demo_math"})
+        assert set(entry["benchmarks"]) == ({"demo_pope", "demo_caption"} if exp == "vlm"
+                                            else {"demo_math", "demo_math_greedy"})
         for bench, variants in entry["benchmarks"].items():
             blank = {"sft_blank"} if exp == "vlm" else set()
-            assert set(variants) == {"base", "sft", "dpo"} | blank
+            online = {"grpo"} if exp in ("ksigma", "vlm") else set()  # the CI config's GSPO
+            assert set(variants) == {"base", "sft", "dpo"} | blank | online
             for result in variants.values():
                 assert isinstance(result["n"], int) and result["n"] > 0
                 for metric, value in result["metrics"].items():
@@ -190,7 +193,7 @@ def test_eval_json_schema_and_provenance(demo):
         assert delta["dpo_vs_sft"] == pytest.approx(math_metrics["dpo"]["metrics"]["pass@1"]
                                                     - math_metrics["sft"]["metrics"]["pass@1"])
     values = [r["value"] for r in summary["ranking"]]
-    assert len(values) == 6 and values == sorted(values, reverse=True)
+    assert len(values) == 7 and values == sorted(values, reverse=True)  # raw: base, sft, dpo; ksigma: and grpo
     assert {r["metric"] for r in summary["ranking"]} == {"pass@1"}
     prov = summary["provenance"]
     assert len(prov["config_sha256"]) == 64 and prov["seed"] == 7 and prov["packages"]["trl"]
