@@ -8,9 +8,9 @@ rule build_tiny_model:
         layout.log("models", "build_tiny_model"),
     benchmark:
         layout.benchmark("models", "build_tiny_model")
+    priority: 1
     conda:
         "../envs/train.yaml"
-    priority: 1
     threads: 1
     resources:
         mem_mb=2000,
@@ -33,9 +33,9 @@ rule build_tiny_vlm:
         layout.log("models", "build_tiny_vlm"),
     benchmark:
         layout.benchmark("models", "build_tiny_vlm")
+    priority: 1
     conda:
         "../envs/train.yaml"
-    priority: 1
     threads: 1
     resources:
         mem_mb=2000,
@@ -79,9 +79,9 @@ rule sft:
         layout.log("sft", "sft"),
     benchmark:
         layout.benchmark("sft", "sft")
+    priority: 2
     conda:
         "../envs/train.yaml"
-    priority: 2
     threads: lambda w: experiment(w)["sft"]["threads"]
     resources:
         mem_mb=8000,

@@ -16,9 +16,9 @@ rule make_pairs:
         layout.log("pairs", "make_pairs"),
     benchmark:
         layout.benchmark("pairs", "make_pairs")
+    priority: 1
     conda:
         "../envs/io.yaml"
-    priority: 1
     threads: 1
     resources:
         mem_mb=2000,

@@ -7,9 +7,9 @@ rule build_pool:
         layout.log("pool", "build_pool"),
     benchmark:
         layout.benchmark("pool", "build_pool")
+    priority: 1
     conda:
         "../envs/io.yaml"
-    priority: 1
     threads: 1
     resources:
         mem_mb=2000,

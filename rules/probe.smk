@@ -8,9 +8,9 @@ rule probe:
         layout.log("probe", "probe"),
     benchmark:
         layout.benchmark("probe", "probe")
+    priority: 1
     conda:
         "../envs/datajuicer.yaml"
-    priority: 1
     threads: lambda w: experiment(w)["dj"]["np"]
     resources:
         mem_mb=4000,

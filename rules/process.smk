@@ -9,9 +9,9 @@ rule process_data:
         layout.log("processed", "process_data"),
     benchmark:
         layout.benchmark("processed", "process_data")
+    priority: 1
     conda:
         "../envs/datajuicer.yaml"
-    priority: 1
     threads: lambda w: experiment(w)["dj"]["np"]
     resources:
         mem_mb=4000,

@@ -10,9 +10,9 @@ rule refine_recipe_ksigma:
         layout.log("recipe", "refine_recipe_ksigma"),
     benchmark:
         layout.benchmark("recipe", "refine_recipe_ksigma")
+    priority: 1
     conda:
         "../envs/datajuicer.yaml"
-    priority: 1
     threads: 1
     resources:
         mem_mb=2000,

@@ -10,9 +10,9 @@ rule reward_shard:
         layout.log("rewards", "rewards/{shard}"),
     benchmark:
         layout.benchmark("rewards", "rewards/{shard}")
+    priority: 1
     conda:
         "../envs/eval.yaml"
-    priority: 1
     threads: lambda w: experiment(w)["rewards"]["threads"]
     resources:
         mem_mb=8000,
@@ -35,9 +35,9 @@ rule gather_rewards:
         layout.log("rewards", "gather_rewards"),
     benchmark:
         layout.benchmark("rewards", "gather_rewards")
+    priority: 1
     conda:
         "../envs/io.yaml"
-    priority: 1
     threads: 1
     resources:
         mem_mb=2000,

@@ -8,9 +8,9 @@ rule rollout_shard:
         layout.log("rollouts", "rollouts/{shard}"),
     benchmark:
         layout.benchmark("rollouts", "rollouts/{shard}")
+    priority: 1
     conda:
         engine_env("rollouts", "envs/train.yaml")
-    priority: 1
     threads: lambda w: experiment(w)["rollouts"]["threads"]
     resources:
         mem_mb=8000,
@@ -34,9 +34,9 @@ rule gather_rollouts:
         layout.log("rollouts", "gather_rollouts"),
     benchmark:
         layout.benchmark("rollouts", "gather_rollouts")
+    priority: 1
     conda:
         "../envs/io.yaml"
-    priority: 1
     threads: 1
     resources:
         mem_mb=2000,

@@ -8,9 +8,9 @@ rule train_dpo:
         layout.log("train", "train_dpo"),
     benchmark:
         layout.benchmark("train", "train_dpo")
+    priority: 1
     conda:
         "../envs/train.yaml"
-    priority: 1
     threads: lambda w: experiment(w)["train"]["threads"]
     resources:
         mem_mb=8000,
@@ -48,9 +48,9 @@ rule train_grpo:
         layout.log("grpo", "train_grpo"),
     benchmark:
         layout.benchmark("grpo", "train_grpo")
+    priority: 1
     conda:
         "../envs/train.yaml"
-    priority: 1
     threads: lambda w: experiment(w)["grpo"]["threads"]
     resources:
         mem_mb=8000,
